@@ -1,0 +1,37 @@
+"""parmap: a parallel ``map`` in one line, for threads, processes or any executor.
+
+>>> from parmap import pmap
+>>> pmap(abs, [-1, -2, 3], mode="thread")
+[1, 2, 3]
+
+Everything public is listed in ``__all__``; modules whose names start with ``_`` are private.
+"""
+
+from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter, ThreadAdapter
+from parmap._api import pmap
+from parmap._cpus import available_cpus
+from parmap._errors import ParmapError, RemoteTraceback, SerializationError, WorkerDiedError
+from parmap._process import ProcessAdapter
+from parmap._task import Chunk, ChunkResult, Job
+from parmap._worker import run_chunk
+
+__all__ = (
+    "Adapter",
+    "Chunk",
+    "ChunkResult",
+    "ExecutorAdapter",
+    "Job",
+    "ParmapError",
+    "ProcessAdapter",
+    "RemoteTraceback",
+    "SerialAdapter",
+    "SerializationError",
+    "ThreadAdapter",
+    "WorkerDiedError",
+    "__version__",
+    "available_cpus",
+    "pmap",
+    "run_chunk",
+)
+
+__version__ = "0.1.0.dev0"

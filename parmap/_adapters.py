@@ -1,0 +1,188 @@
+"""The adapter interface, and the adapters that need no process management of their own.
+
+An adapter starts workers, runs a chunk and hands back a ``concurrent.futures.Future`` of its
+:class:`~parmap._task.ChunkResult`, and shuts down. It knows nothing of chunk sizes, order,
+callbacks or laziness: the driver (``_driver.py``) does all of that once, above every adapter::
+
+    pmap ──► driver ──submit(job, chunk)──► Adapter ──► workers (serial / threads / processes / ...)
+               ▲                              │
+               └────── Future[ChunkResult] ◄──┘
+
+The driver learns what it needs from an adapter through ``workers`` (how many chunks can
+run at once) and ``chunk_seconds`` (how much work a chunk should hold to amortize the
+adapter's per-chunk cost), never by asking which adapter it is.
+"""
+
+from __future__ import annotations
+
+import abc
+import types
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+
+from parmap._cpus import available_cpus, default_workers
+from parmap._task import Chunk, ChunkResult, Job
+from parmap._worker import run_chunk
+
+__all__ = ["Adapter", "ExecutorAdapter", "SerialAdapter", "ThreadAdapter"]
+
+
+class Adapter(abc.ABC):
+    """How ``pmap`` runs chunks: the one interface every mode implements.
+
+    An adapter used as a context manager is started on entry and shut down on exit; ``pmap``
+    then borrows it (several calls share its workers). Given to ``pmap`` unstarted, it is
+    started for that call and shut down when the call ends.
+    """
+
+    #: Seconds of work to put in one chunk when ``chunksize`` is automatic.
+    chunk_seconds: float = 0.02
+
+    @property
+    @abc.abstractmethod
+    def workers(self) -> int:
+        """How many chunks can run at the same time."""
+
+    @property
+    @abc.abstractmethod
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`shutdown`."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Get ready to run chunks (workers may start now or on first use). Caller's thread."""
+
+    @abc.abstractmethod
+    def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
+        """Schedule ``chunk`` and return a future of its result. Called in the caller's thread.
+
+        An exception raised by ``job.fn`` must be reported in the ``ChunkResult``; the future
+        itself fails only when the chunk could not be run (e.g. a worker died).
+        """
+
+    @abc.abstractmethod
+    def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
+        """Stop the workers: ``wait`` for running chunks, or ``cancel`` what has not finished."""
+
+    def __enter__(self) -> Adapter:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.shutdown(wait=exc is None, cancel=exc is not None)
+
+
+class SerialAdapter(Adapter):
+    """Runs each chunk at once in the caller's thread: for debugging and tiny inputs."""
+
+    chunk_seconds = 0.005
+
+    def __init__(self) -> None:
+        self._running = False
+
+    @property
+    def workers(self) -> int:
+        """Always 1."""
+        return 1
+
+    @property
+    def running(self) -> bool:
+        """True between start and shutdown."""
+        return self._running
+
+    def start(self) -> None:
+        """Nothing to start."""
+        self._running = True
+
+    def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
+        """Run ``chunk`` now, in this thread, and return a finished future."""
+        future: Future[ChunkResult] = Future()
+        future.set_result(run_chunk(job, chunk))
+        return future
+
+    def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:  # noqa: ARG002
+        """Nothing to stop."""
+        self._running = False
+
+
+class ExecutorAdapter(Adapter):
+    """Runs chunks on a ``concurrent.futures.Executor`` the caller owns and keeps.
+
+    The executor is borrowed: ``shutdown`` never shuts it down. ``fn`` reaches a process-based
+    executor pickled once per call (cloudpickle where plain pickle cannot) and is rebuilt once
+    per worker process.
+    """
+
+    def __init__(self, executor: Executor, workers: int | None = None) -> None:
+        self.executor = executor
+        max_workers = getattr(executor, "_max_workers", None)
+        self._workers = workers or (max_workers if isinstance(max_workers, int) else None)
+        # Chunks that cross a process or machine boundary cost more: make them bigger.
+        self.chunk_seconds = 0.01 if isinstance(executor, ThreadPoolExecutor) else 0.05
+        self._running = False
+
+    @property
+    def workers(self) -> int:
+        """The executor's ``max_workers`` when it tells, else the available CPUs."""
+        return self._workers or available_cpus()
+
+    @property
+    def running(self) -> bool:
+        """True between start and shutdown."""
+        return self._running
+
+    def start(self) -> None:
+        """Nothing to start: the executor is already running."""
+        self._running = True
+
+    def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
+        """Hand the chunk to the executor."""
+        return self.executor.submit(run_chunk, job, chunk)
+
+    def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:  # noqa: ARG002
+        """Leave the borrowed executor running (the driver cancels its own futures)."""
+        self._running = False
+
+
+class ThreadAdapter(Adapter):
+    """Runs chunks on threads of this process: for I/O-bound ``fn`` (and code that frees the GIL).
+
+    Its threads live from :meth:`start` to :meth:`shutdown`; nothing is pickled.
+    """
+
+    chunk_seconds = 0.01
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._workers = workers or default_workers("thread")
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def workers(self) -> int:
+        """The number of threads (started on demand, up to this many)."""
+        return self._workers
+
+    @property
+    def running(self) -> bool:
+        """True between start and shutdown."""
+        return self._executor is not None
+
+    def start(self) -> None:
+        """Create the thread pool."""
+        self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="parmap")
+
+    def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
+        """Hand the chunk to a thread."""
+        if self._executor is None:
+            msg = "ThreadAdapter.submit() called before start()"
+            raise RuntimeError(msg)
+        return self._executor.submit(run_chunk, job, chunk)
+
+    def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
+        """Stop the threads; with ``wait`` they are joined (running chunks finish first)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait, cancel_futures=cancel)
+            self._executor = None

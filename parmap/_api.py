@@ -1,0 +1,219 @@
+"""``pmap``: the one entry point. Checks the options, picks the adapter, hands over to the driver."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from contextlib import closing
+from typing import Any, Literal, TypeVar, overload
+
+from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter, ThreadAdapter
+from parmap._driver import drive
+from parmap._process import ProcessAdapter
+from parmap._task import Job
+from parmap._worker import in_worker_process
+
+__all__ = ["MODES", "pmap"]
+
+log = logging.getLogger("parmap")
+
+R = TypeVar("R")
+Mode = str | Adapter | Executor
+MODES = ("serial", "thread", "process")
+
+
+def _positive(name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        msg = f"{name} must be a positive integer or None, got {value!r}"
+        raise ValueError(msg)
+
+
+def _adapter_for(mode: Mode, workers: int | None) -> tuple[Adapter, bool]:
+    """The adapter for ``mode`` and whether this call owns it (starts and shuts it down)."""
+    if isinstance(mode, Adapter):
+        if workers is not None:
+            msg = f"workers={workers!r} cannot be combined with an adapter instance: give it to the adapter"
+            raise ValueError(msg)
+        return mode, not mode.running
+    if isinstance(mode, Executor):
+        return ExecutorAdapter(mode, workers), False
+    if mode == "serial":
+        return SerialAdapter(), True
+    if mode == "thread":
+        return ThreadAdapter(workers), True
+    if mode == "process":
+        if in_worker_process():
+            # A worker of a process map is one of N busy CPUs already: running nested maps
+            # serially keeps the process count bounded (no fork bomb).
+            log.debug("parmap: nested process map inside a worker runs serially")
+            return SerialAdapter(), True
+        return ProcessAdapter(workers), True
+    msg = (
+        f"mode must be one of {', '.join(map(repr, MODES))}, an Adapter or a "
+        f"concurrent.futures.Executor, got {mode!r}"
+    )
+    raise ValueError(msg)
+
+
+@overload
+def pmap(
+    fn: Callable[..., R],
+    items: Iterable[Any],
+    /,
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    ordered: bool = ...,
+    callback: Callable[[R], object] | None = ...,
+    chunksize: int | None = ...,
+    star: bool = ...,
+    initializer: Callable[..., object] | None = ...,
+    initargs: tuple[Any, ...] = ...,
+    indexed: Literal[False] = ...,
+    lazy: Literal[False] = ...,
+) -> list[R]: ...
+@overload
+def pmap(
+    fn: Callable[..., R],
+    items: Iterable[Any],
+    /,
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    ordered: bool = ...,
+    callback: Callable[[R], object] | None = ...,
+    chunksize: int | None = ...,
+    star: bool = ...,
+    initializer: Callable[..., object] | None = ...,
+    initargs: tuple[Any, ...] = ...,
+    indexed: Literal[False] = ...,
+    lazy: Literal[True],
+) -> Iterator[R]: ...
+@overload
+def pmap(
+    fn: Callable[..., R],
+    items: Iterable[Any],
+    /,
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    ordered: bool = ...,
+    callback: Callable[[tuple[int, R]], object] | None = ...,
+    chunksize: int | None = ...,
+    star: bool = ...,
+    initializer: Callable[..., object] | None = ...,
+    initargs: tuple[Any, ...] = ...,
+    indexed: Literal[True],
+    lazy: Literal[False] = ...,
+) -> list[tuple[int, R]]: ...
+@overload
+def pmap(
+    fn: Callable[..., R],
+    items: Iterable[Any],
+    /,
+    *,
+    mode: Mode = ...,
+    workers: int | None = ...,
+    ordered: bool = ...,
+    callback: Callable[[tuple[int, R]], object] | None = ...,
+    chunksize: int | None = ...,
+    star: bool = ...,
+    initializer: Callable[..., object] | None = ...,
+    initargs: tuple[Any, ...] = ...,
+    indexed: Literal[True],
+    lazy: Literal[True],
+) -> Iterator[tuple[int, R]]: ...
+def pmap(  # noqa: PLR0913 - the options are the product; each is documented once, below
+    fn: Callable[..., Any],
+    items: Iterable[Any],
+    /,
+    *,
+    mode: Mode = "process",
+    workers: int | None = None,
+    ordered: bool = True,
+    callback: Callable[[Any], object] | None = None,
+    chunksize: int | None = None,
+    star: bool = False,
+    initializer: Callable[..., object] | None = None,
+    initargs: tuple[Any, ...] = (),
+    indexed: bool = False,
+    lazy: bool = False,
+) -> list[Any] | Iterator[Any]:
+    """Apply ``fn`` to every item of ``items`` in parallel; like ``list(map(fn, items))``.
+
+    Args:
+        fn: any callable: a function, lambda, closure, bound method or ``functools.partial``.
+            In process mode it is pickled once per call (cloudpickle), not once per item.
+        items: any iterable, including generators and unbounded iterators; it is read only as
+            far as the chunks in flight need.
+        mode: ``"process"`` (default; CPU-bound work), ``"thread"`` (I/O-bound work),
+            ``"serial"`` (the caller's thread: debugging, tiny inputs), an :class:`Adapter`
+            (reused across calls while its ``with`` block is open), or any
+            ``concurrent.futures.Executor`` you own (borrowed: never shut down by pmap).
+        workers: how many workers; default: the CPUs this process may use (process mode) or
+            CPUs + 4, at most 32 (thread mode). ``PARMAP_WORKERS`` overrides the default.
+        ordered: True: results in input order. False: in completion order.
+        callback: called with each result in the caller's thread, in delivery order, never
+            concurrently with itself; an exception in it stops the map and propagates.
+        chunksize: items per chunk; default: automatic (measured, see the docs).
+        star: True: each item is a tuple of arguments, ``fn(*item)``.
+        initializer: called as ``initializer(*initargs)`` once in each worker, before the
+            first item that worker runs.
+        initargs: arguments for ``initializer``.
+        indexed: True: each result comes as ``(input_index, result)``.
+        lazy: False: return a list. True: return an iterator that yields results as they
+            arrive and reads ``items`` lazily (bounded memory for unbounded input); its
+            workers start on the first ``next()`` and stop when it is exhausted, closed or
+            garbage-collected.
+
+    Returns:
+        A list of results, or an iterator of them with ``lazy=True``.
+
+    Raises:
+        ValueError: an option is invalid (raised before any worker starts).
+        Exception: the first exception raised by ``fn``, with its own type; when it comes
+            from another process its traceback there is attached as ``__cause__``.
+        WorkerDiedError: a worker process died while it held items.
+        SerializationError: ``fn``, an item or a result could not cross to or from a worker.
+    """
+    if not callable(fn):
+        msg = f"fn must be callable, got {fn!r}"
+        raise TypeError(msg)
+    _positive("workers", workers)
+    _positive("chunksize", chunksize)
+    if callback is not None and not callable(callback):
+        msg = f"callback must be callable or None, got {callback!r}"
+        raise TypeError(msg)
+    if initializer is not None and not callable(initializer):
+        msg = f"initializer must be callable or None, got {initializer!r}"
+        raise TypeError(msg)
+    adapter, owned = _adapter_for(mode, workers)
+    job = Job(fn, star=star, initializer=initializer, initargs=tuple(initargs))
+    batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
+    if lazy:
+        return _stream(batches, callback, indexed=indexed)
+    out: list[Any] = []
+    with closing(batches):
+        for start, values in batches:
+            delivered: list[Any] = list(enumerate(values, start)) if indexed else values
+            if callback is not None:
+                for value in delivered:
+                    callback(value)
+            out.extend(delivered)
+    return out
+
+
+def _stream(
+    batches: Iterator[tuple[int, list[Any]]],
+    callback: Callable[[Any], object] | None,
+    *,
+    indexed: bool,
+) -> Iterator[Any]:
+    """Flatten the driver's batches into results; runs in the consumer's thread."""
+    with closing(batches):  # type: ignore[type-var]
+        for start, values in batches:
+            for value in enumerate(values, start) if indexed else values:
+                if callback is not None:
+                    callback(value)
+                yield value

@@ -1,0 +1,66 @@
+"""Automatic chunk size: measure, then aim for a fixed amount of work per chunk.
+
+The first chunks hold one item each, so a handful of heavy items (six gcd pairs) spread over
+every worker. Each finished chunk reports the seconds its worker spent; from those the sizer
+estimates the cost of one item and sizes the next chunks to take ``target`` seconds, so the
+per-chunk overhead (a pipe round trip, a future) stays a small fraction of the work however
+trivial the items are. Growth is limited per step (a cheap first item must not make one
+giant chunk of expensive ones), and when the input's length is known no chunk takes more than
+a share of what is left, so the last chunks shrink and the workers finish together.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ChunkSizer"]
+
+MAX_CHUNK = 100_000  # bounds the memory of one chunk whatever the estimate
+_GROWTH = 8  # at most this factor between consecutive chunk sizes
+_DECAY = 0.75  # weight of the past in the per-item estimate: follows drifting costs
+
+
+class ChunkSizer:
+    """Chooses the size of the next chunk. Lives in the caller's thread, one per map."""
+
+    __slots__ = ("_fixed", "_items", "_last", "_remaining", "_seconds", "_target", "_workers")
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        target: float,
+        fixed: int | None = None,
+        total: int | None = None,
+    ) -> None:
+        self._fixed = fixed
+        self._workers = max(1, workers)
+        self._target = target
+        self._remaining = total
+        self._items = 0.0  # decayed count of items measured
+        self._seconds = 0.0  # decayed seconds spent on them
+        self._last = 1
+
+    def observe(self, items: int, seconds: float) -> None:
+        """Record that a worker spent ``seconds`` on a chunk of ``items`` items."""
+        if items > 0:
+            self._items = self._items * _DECAY + items
+            self._seconds = self._seconds * _DECAY + max(seconds, 0.0)
+
+    def next_size(self) -> int:
+        """How many items to put in the next chunk (always at least 1)."""
+        if self._fixed is not None:
+            size = self._fixed
+        elif self._items == 0:
+            size = 1
+        else:
+            per_item = self._seconds / self._items
+            ideal = int(self._target / per_item) if per_item > 0 else MAX_CHUNK
+            size = max(1, min(ideal, self._last * _GROWTH, MAX_CHUNK))
+            if self._remaining is not None:
+                size = min(size, max(1, self._remaining // (2 * self._workers)))
+        self._last = size
+        return size
+
+    def taken(self, items: int) -> None:
+        """Record that ``items`` more items left the input (for the tail rule)."""
+        if self._remaining is not None:
+            self._remaining = max(0, self._remaining - items)

@@ -1,0 +1,44 @@
+"""The exceptions parmap raises.
+
+Exceptions raised by ``fn`` reach the caller with their own type; these are parmap's own::
+
+    Exception
+     └── ParmapError                              base of everything parmap raises itself
+          ├── WorkerDiedError(ParmapError, RuntimeError)
+          │        a worker process ended while it held items (exit code or signal named)
+          └── SerializationError(ParmapError, pickle.PicklingError)
+                   fn, an item, a result or an exception could not cross the process boundary
+
+    RemoteTraceback(Exception)
+        not raised: attached as ``__cause__`` of an exception that came back from a worker
+        process, so the worker-side traceback is printed with it.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+__all__ = ["ParmapError", "RemoteTraceback", "SerializationError", "WorkerDiedError"]
+
+
+class ParmapError(Exception):
+    """Base class of the errors parmap raises itself (not those raised by ``fn``)."""
+
+
+class WorkerDiedError(ParmapError, RuntimeError):
+    """A worker process ended while it held items; the message names them and how it died."""
+
+
+class SerializationError(ParmapError, pickle.PicklingError):
+    """Something could not be pickled or unpickled on its way to or from a worker process."""
+
+
+class RemoteTraceback(Exception):  # noqa: N818 - named after concurrent.futures' twin
+    """The traceback text of an exception raised in a worker process."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'

@@ -1,0 +1,388 @@
+"""The process adapter: worker processes that parmap owns, one duplex pipe each.
+
+Why not ``ProcessPoolExecutor``: it cannot say which chunk a worker holds, and one dead
+worker breaks the whole pool. Here every worker runs one chunk at a time, so the adapter always
+knows what each holds, and a dead worker costs only its chunk::
+
+    caller thread                      collector thread                    worker processes
+    ─────────────                      ────────────────                    ────────────────
+    submit(job, chunk)
+      pickle items (errors → future)
+      idle worker? ── send frames ───────────────────────────────────────► run chunk
+      else queue it; spawn if needed   wait(pipes + sentinels) ◄── result ─┘
+                                       next queued chunk ─── send ────────► run chunk
+                                       resolve the future
+                                       sentinel fired: fail its chunk,
+                                       start a replacement if work is queued
+
+Frames caller → worker: a header ``(chunk_id, start, token, has_job)``, the job (``fn`` and
+initializer, pickled once per call) only the first time that worker sees the call, then the
+pickled items; or ``b"stop"``. Worker → caller: ``b"ready"`` once, then one frame per chunk.
+A chunk is only ever sent to a worker that waits for one, so neither side can block the other.
+
+Start method: ``forkserver`` where it exists (Linux and other POSIX but macOS), else
+``spawn``. Plain ``fork`` copies the caller's threads' locks in whatever state they are in
+(Python 3.12+ warns about it); a fork server is a clean single-threaded process, and forking
+from it is fast. ``PARMAP_START_METHOD`` or ``start_method=`` chooses another.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections import deque
+from concurrent.futures import Future, InvalidStateError
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from parmap._adapters import Adapter
+from parmap._cpus import default_workers
+from parmap._errors import SerializationError, WorkerDiedError
+from parmap._serialize import dumps, loads
+from parmap._task import Chunk, ChunkResult, Job
+from parmap._worker import READY, STOP, process_worker
+
+__all__ = ["ProcessAdapter", "default_start_method"]
+
+log = logging.getLogger("parmap")
+
+ENV_START_METHOD = "PARMAP_START_METHOD"
+_JOIN_SECONDS = 2.0
+
+
+def default_start_method() -> str:
+    """``PARMAP_START_METHOD`` if set, else forkserver where available (not macOS), else spawn."""
+    env = os.environ.get(ENV_START_METHOD, "").strip()
+    if env:
+        return env
+    if sys.platform != "darwin" and "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return "spawn"
+
+
+def _how_it_died(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "it stopped answering"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _resolve(future: Future[ChunkResult], result: Any = None, exc: BaseException | None = None) -> None:
+    """Settle a future unless the driver cancelled it meanwhile."""
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
+
+
+class _Task:
+    __slots__ = ("chunk_id", "future", "items", "job", "size", "start")
+
+    def __init__(self, chunk_id: int, job: Job, chunk: Chunk, items: bytes) -> None:
+        self.chunk_id = chunk_id
+        self.job = job
+        self.start = chunk.start
+        self.size = len(chunk.items)
+        self.items = items
+        self.future: Future[ChunkResult] = Future()
+
+
+class _Worker:
+    __slots__ = ("conn", "jobs", "proc", "ready", "stopping", "task")
+
+    def __init__(self, proc: Any, conn: Connection) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.jobs: set[str] = set()  # tokens of the calls whose fn this worker has
+        self.ready = False
+        self.stopping = False
+        self.task: _Task | None = None
+
+
+class ProcessAdapter(Adapter):
+    """Runs chunks in worker processes that it starts, watches and replaces.
+
+    Args:
+        workers: the most processes to run at once; default: the CPUs this process may use
+            (``PARMAP_WORKERS`` overrides). Processes start on demand, so a short input starts
+            only as many as it needs.
+        start_method: ``"forkserver"``, ``"spawn"`` or ``"fork"``; default: see
+            :func:`default_start_method`.
+    """
+
+    chunk_seconds = 0.05
+
+    def __init__(self, workers: int | None = None, *, start_method: str | None = None) -> None:
+        self._max = workers or default_workers("process")
+        self.start_method = start_method or default_start_method()
+        if self.start_method not in multiprocessing.get_all_start_methods():
+            known = multiprocessing.get_all_start_methods()
+            msg = f"start_method must be one of {known}, got {self.start_method!r}"
+            raise ValueError(msg)
+        self._lock = threading.Condition()
+        self._pool: list[_Worker] = []
+        self._pending: deque[_Task] = deque()
+        self._ids = itertools.count()
+        self._collector: threading.Thread | None = None
+        self._wake_r: Connection | None = None
+        self._wake_w: Connection | None = None
+        self._closing = False  # no new submissions; workers stop once the queue is empty
+        self._killing = False  # workers are being terminated: deaths are expected
+
+    @property
+    def workers(self) -> int:
+        """The most worker processes this adapter runs at once."""
+        return self._max
+
+    @property
+    def running(self) -> bool:
+        """True between start and shutdown."""
+        return self._collector is not None
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for tests and monitoring)."""
+        with self._lock:
+            return [w.proc.pid for w in self._pool]
+
+    def start(self) -> None:
+        """Start the collector thread; worker processes start when chunks arrive."""
+        if self._collector is not None:
+            return
+        self._ctx = multiprocessing.get_context(self.start_method)
+        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        self._closing = self._killing = False
+        self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
+        self._collector.start()
+
+    # -- caller's thread ------------------------------------------------------------------
+
+    def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
+        """Queue ``chunk``; it goes to the first idle worker. Items are pickled here and now."""
+        try:
+            items = dumps(chunk.items)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is reported the same way
+            future: Future[ChunkResult] = Future()
+            msg = f"items {chunk.start}..{chunk.start + len(chunk.items) - 1} could not be pickled"
+            future.set_exception(SerializationError(f"{msg}: {type(exc).__name__}: {exc}"))
+            return future
+        task = _Task(next(self._ids), job, chunk, items)
+        with self._lock:
+            if self._collector is None or self._closing:
+                msg = "ProcessAdapter.submit() called when the adapter is not running"
+                raise RuntimeError(msg)
+            idle = next((w for w in self._pool if w.ready and w.task is None and not w.stopping), None)
+            if idle is None or not self._send(idle, task):
+                self._pending.append(task)
+                self._grow()
+        return task.future
+
+    def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
+        """Stop the workers.
+
+        With ``wait`` (and no ``cancel``), queued and running chunks finish first, then each
+        worker is told to exit and joined. With ``cancel`` or without ``wait``, unfinished
+        chunks are cancelled and the workers terminated at once.
+        """
+        if self._collector is None:
+            return
+        with self._lock:
+            self._closing = True
+            if cancel or not wait:
+                self._killing = True
+                doomed = [*self._pending, *(w.task for w in self._pool if w.task is not None)]
+                self._pending.clear()
+                for w in self._pool:
+                    w.task = None
+                    w.proc.terminate()
+            else:
+                doomed = []
+                for w in self._pool:
+                    if w.ready and w.task is None:
+                        self._stop_worker(w)
+                self._lock.wait_for(lambda: not self._pool)
+        for task in doomed:
+            task.future.cancel()
+        self._stop_collector()
+        for w in self._pool:
+            self._reap(w)
+        self._pool.clear()
+
+    # -- always under self._lock ----------------------------------------------------------
+
+    def _send(self, worker: _Worker, task: _Task) -> bool:
+        """Hand ``task`` to an idle worker; False if the pipe is broken (the worker is dying)."""
+        if task.future.cancelled():
+            return True  # nothing to do, and the worker stays idle for the next one
+        job = None
+        if task.job.token not in worker.jobs:
+            try:
+                job = task.job.payload()
+            except Exception as exc:  # noqa: BLE001 - fn itself cannot travel: say so, per chunk
+                msg = f"fn or the initializer could not be pickled: {type(exc).__name__}: {exc}"
+                _resolve(task.future, exc=SerializationError(msg))
+                return True
+        try:
+            worker.conn.send_bytes(dumps((task.chunk_id, task.start, task.job.token, job is not None)))
+            if job is not None:
+                worker.conn.send_bytes(job)
+            worker.conn.send_bytes(task.items)
+        except (OSError, ValueError):  # its sentinel will tell the collector
+            worker.stopping = True
+            return False
+        worker.jobs.add(task.job.token)
+        worker.task = task
+        return True
+
+    def _feed(self, worker: _Worker) -> None:
+        """Give an idle worker the next queued chunk, or tell it to exit when closing."""
+        while self._pending and worker.task is None and not worker.stopping:
+            if not self._send(worker, self._pending[0]):
+                return
+            self._pending.popleft()
+        if worker.task is None and self._closing and not self._pending:
+            self._stop_worker(worker)
+
+    def _stop_worker(self, worker: _Worker) -> None:
+        worker.stopping = True
+        try:
+            worker.conn.send_bytes(STOP)
+        except OSError:
+            pass
+
+    def _grow(self) -> None:
+        """Start a worker if queued chunks outnumber the workers already starting."""
+        starting = sum(1 for w in self._pool if not w.ready)
+        live = sum(1 for w in self._pool if not w.stopping)
+        if len(self._pending) > starting and live < self._max:
+            parent, child = self._ctx.Pipe(duplex=True)
+            proc = self._ctx.Process(target=process_worker, args=(child,), name="parmap-worker", daemon=True)
+            proc.start()
+            child.close()
+            self._pool.append(_Worker(proc, parent))
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_w is not None:
+            self._wake_w.send_bytes(b"")
+
+    # -- collector thread -----------------------------------------------------------------
+
+    def _collect(self) -> None:
+        assert self._wake_r is not None
+        try:
+            while True:
+                with self._lock:
+                    if self._collector is None:
+                        return
+                    by_conn = {w.conn: w for w in self._pool}
+                    by_sentinel = {w.proc.sentinel: w for w in self._pool}
+                for obj in wait([self._wake_r, *by_conn, *by_sentinel]):
+                    if obj is self._wake_r:
+                        while self._wake_r.poll():
+                            self._wake_r.recv_bytes()
+                    elif obj in by_conn:
+                        self._read(by_conn[obj])
+                    else:
+                        self._gone(by_sentinel[obj])  # type: ignore[index]
+        except BaseException:
+            log.exception("parmap: the process collector thread failed; failing all chunks")
+            with self._lock:
+                tasks = [*self._pending, *(w.task for w in self._pool if w.task is not None)]
+            for task in tasks:
+                _resolve(task.future, exc=WorkerDiedError("parmap's process collector failed"))
+
+    def _read(self, worker: _Worker) -> None:
+        if worker not in self._pool:
+            return
+        try:
+            data = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            self._gone(worker)
+            return
+        self._handle(worker, data)
+
+    def _handle(self, worker: _Worker, data: bytes) -> None:
+        with self._lock:
+            task, worker.task = worker.task, None
+            if data == READY:
+                worker.ready = True
+            self._feed(worker)
+        if task is None or data == READY:
+            return
+        try:
+            _, result = loads(data)
+        except Exception as exc:  # noqa: BLE001
+            last = task.start + task.size - 1
+            msg = f"the results of items {task.start}..{last} could not be unpickled in the caller"
+            _resolve(task.future, exc=SerializationError(f"{msg}: {type(exc).__name__}: {exc}"))
+        else:
+            _resolve(task.future, result)
+
+    def _gone(self, worker: _Worker) -> None:
+        """A worker's process ended: report its chunk, replace it if work is queued."""
+        if worker not in self._pool:
+            return
+        try:
+            while worker.task is not None and worker.conn.poll():  # a result sent just before exit
+                self._handle(worker, worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            pass
+        worker.proc.join(_JOIN_SECONDS)
+        pid = worker.proc.pid
+        how = _how_it_died(worker.proc.exitcode)
+        with self._lock:
+            self._pool.remove(worker)
+            task, worker.task = worker.task, None
+            failed_start = not worker.ready and not worker.stopping and not self._killing
+            doomed: list[_Task] = []
+            if failed_start:  # do not respawn in a loop: fail what waits for a worker
+                doomed, self._pending = list(self._pending), deque()
+            elif self._pending and not self._killing:
+                self._grow()
+            self._lock.notify_all()
+        self._reap(worker)
+        if worker.stopping and task is None:
+            return
+        if task is not None:
+            last = task.start + task.size - 1
+            msg = f"a worker process (pid {pid}) died ({how}) while running items {task.start}..{last}"
+            _resolve(task.future, exc=WorkerDiedError(msg))
+        for t in doomed:
+            msg = f"a worker process (pid {pid}) failed to start ({how})"
+            _resolve(t.future, exc=WorkerDiedError(msg))
+
+    # -- shutdown helpers -----------------------------------------------------------------
+
+    def _stop_collector(self) -> None:
+        collector = self._collector
+        with self._lock:
+            self._collector = None
+            self._wake()
+        if collector is not None and collector is not threading.current_thread():
+            collector.join()
+        for conn in (self._wake_r, self._wake_w):
+            if conn is not None:
+                conn.close()
+        self._wake_r = self._wake_w = None
+
+    @staticmethod
+    def _reap(worker: _Worker) -> None:
+        proc = worker.proc
+        proc.join(_JOIN_SECONDS)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join()
+        worker.conn.close()
+        proc.close()
