@@ -19,6 +19,8 @@ import abc
 import types
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
+from typing_extensions import Self
+
 from parmap._cpus import available_cpus, default_workers
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
@@ -63,7 +65,7 @@ class Adapter(abc.ABC):
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
         """Stop the workers: ``wait`` for running chunks, or ``cancel`` what has not finished."""
 
-    def __enter__(self) -> Adapter:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from contextlib import closing
 from typing import Any, Literal, TypeVar, overload
@@ -27,6 +27,12 @@ def _positive(name: str, value: object) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         msg = f"{name} must be a positive integer or None, got {value!r}"
         raise ValueError(msg)
+
+
+def _callable(name: str, value: object, *, optional: bool = True) -> None:
+    if not callable(value) and not (optional and value is None):
+        msg = f"{name} must be callable{' or None' if optional else ''}, got {value!r}"
+        raise TypeError(msg)
 
 
 def _adapter_for(mode: Mode, workers: int | None) -> tuple[Adapter, bool]:
@@ -124,7 +130,7 @@ def pmap(
     indexed: Literal[True],
     lazy: Literal[True],
 ) -> Iterator[tuple[int, R]]: ...
-def pmap(  # noqa: PLR0913 - the options are the product; each is documented once, below
+def pmap(
     fn: Callable[..., Any],
     items: Iterable[Any],
     /,
@@ -177,17 +183,11 @@ def pmap(  # noqa: PLR0913 - the options are the product; each is documented onc
         WorkerDiedError: a worker process died while it held items.
         SerializationError: ``fn``, an item or a result could not cross to or from a worker.
     """
-    if not callable(fn):
-        msg = f"fn must be callable, got {fn!r}"
-        raise TypeError(msg)
+    _callable("fn", fn, optional=False)
+    _callable("callback", callback)
+    _callable("initializer", initializer)
     _positive("workers", workers)
     _positive("chunksize", chunksize)
-    if callback is not None and not callable(callback):
-        msg = f"callback must be callable or None, got {callback!r}"
-        raise TypeError(msg)
-    if initializer is not None and not callable(initializer):
-        msg = f"initializer must be callable or None, got {initializer!r}"
-        raise TypeError(msg)
     adapter, owned = _adapter_for(mode, workers)
     job = Job(fn, star=star, initializer=initializer, initargs=tuple(initargs))
     batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
@@ -205,13 +205,13 @@ def pmap(  # noqa: PLR0913 - the options are the product; each is documented onc
 
 
 def _stream(
-    batches: Iterator[tuple[int, list[Any]]],
+    batches: Generator[tuple[int, list[Any]], None, None],
     callback: Callable[[Any], object] | None,
     *,
     indexed: bool,
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """Flatten the driver's batches into results; runs in the consumer's thread."""
-    with closing(batches):  # type: ignore[type-var]
+    with closing(batches):
         for start, values in batches:
             for value in enumerate(values, start) if indexed else values:
                 if callback is not None:

@@ -53,7 +53,8 @@ class ChunkSizer:
             size = 1
         else:
             per_item = self._seconds / self._items
-            ideal = int(self._target / per_item) if per_item > 0 else MAX_CHUNK
+            # Compared, not divided: a near-zero cost must not overflow int(target / cost).
+            ideal = MAX_CHUNK if per_item * MAX_CHUNK <= self._target else int(self._target / per_item)
             size = max(1, min(ideal, self._last * _GROWTH, MAX_CHUNK))
             if self._remaining is not None:
                 size = min(size, max(1, self._remaining // (2 * self._workers)))

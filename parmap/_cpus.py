@@ -15,11 +15,10 @@ def _cgroup_limit() -> int | None:
     """CPUs allowed by a cgroup quota (v2 ``cpu.max`` or v1 ``cfs_quota_us``), if any."""
     try:
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            return max(1, math.ceil(int(quota) / int(period)))
-        return None
     except (OSError, ValueError):
         pass
+    else:
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
     try:
         base = Path("/sys/fs/cgroup/cpu")
         q = int((base / "cpu.cfs_quota_us").read_text())

@@ -16,9 +16,10 @@ an adapter the driver started.
 
 from __future__ import annotations
 
+import functools
 import queue
 import reprlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from itertools import islice
 from typing import Any
@@ -54,7 +55,8 @@ def _failure(chunk: Chunk, result: ChunkResult) -> BaseException:
     if exc.__traceback__ is None and result.error_tb and exc.__cause__ is None:
         exc.__cause__ = RemoteTraceback(result.error_tb)  # it came from another process
     if pos < len(chunk.items):
-        _add_note(exc, f"parmap: raised on item {chunk.start + pos} of the input: {_repr.repr(chunk.items[pos])}")
+        item = _repr.repr(chunk.items[pos])
+        _add_note(exc, f"parmap: raised on item {chunk.start + pos} of the input: {item}")
     return exc
 
 
@@ -71,6 +73,11 @@ def _deliver(chunk: Chunk, future: Future[ChunkResult]) -> Iterator[tuple[int, l
         raise _failure(chunk, result)
 
 
+def _notify(done: queue.SimpleQueue[int], seq: int, _: Future[ChunkResult]) -> None:
+    """Done-callback: runs in whichever thread finished the future; only enqueues."""
+    done.put(seq)
+
+
 def _length(items: Iterable[Any]) -> int | None:
     try:
         return len(items)  # type: ignore[arg-type]
@@ -78,7 +85,7 @@ def _length(items: Iterable[Any]) -> int | None:
         return None
 
 
-def drive(
+def drive(  # noqa: C901 - the one loop of the library; split, it would need shared state
     adapter: Adapter,
     job: Job,
     items: Iterable[Any],
@@ -86,7 +93,7 @@ def drive(
     chunksize: int | None,
     ordered: bool,
     owned: bool,
-) -> Iterator[tuple[int, list[Any]]]:
+) -> Generator[tuple[int, list[Any]], None, None]:
     """Run ``job`` over ``items`` on ``adapter``; yield ``(start, values)`` batches.
 
     ``start`` is the input index of ``values[0]``. Batches come in input order when
@@ -118,7 +125,7 @@ def drive(
                 index += len(batch)
                 future = adapter.submit(job, chunk)
                 outstanding[next_seq] = (chunk, future)
-                future.add_done_callback(lambda _, seq=next_seq: done.put(seq))
+                future.add_done_callback(functools.partial(_notify, done, next_seq))
                 next_seq += 1
             if not outstanding:
                 break

@@ -28,6 +28,7 @@ from it is fast. ``PARMAP_START_METHOD`` or ``start_method=`` chooses another.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -160,7 +161,7 @@ class ProcessAdapter(Adapter):
         """Start the collector thread; worker processes start when chunks arrive."""
         if self._collector is not None:
             return
-        self._ctx = multiprocessing.get_context(self.start_method)
+        self._ctx: Any = multiprocessing.get_context(self.start_method)  # typeshed lacks .Process
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._closing = self._killing = False
         self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
@@ -256,10 +257,8 @@ class ProcessAdapter(Adapter):
 
     def _stop_worker(self, worker: _Worker) -> None:
         worker.stopping = True
-        try:
+        with contextlib.suppress(OSError):  # already gone: its sentinel will say so
             worker.conn.send_bytes(STOP)
-        except OSError:
-            pass
 
     def _grow(self) -> None:
         """Start a worker if queued chunks outnumber the workers already starting."""
@@ -295,7 +294,7 @@ class ProcessAdapter(Adapter):
                     elif obj in by_conn:
                         self._read(by_conn[obj])
                     else:
-                        self._gone(by_sentinel[obj])  # type: ignore[index]
+                        self._gone(by_sentinel[obj])
         except BaseException:
             log.exception("parmap: the process collector thread failed; failing all chunks")
             with self._lock:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from parmap._serialize import dumps_by_value, loads
+from parmap._serialize import dumps, dumps_by_value, loads
 
 __all__ = ["Chunk", "ChunkResult", "Job", "restore_job"]
 
@@ -87,6 +87,14 @@ class Chunk:
     start: int
     items: list[Any]
 
+    def __reduce__(self) -> tuple[Callable[[int, bytes], Chunk], tuple[int, bytes]]:
+        # Any executor that pickles chunks gets parmap's pickling: cloudpickle where pickle fails.
+        return _rebuild_chunk, (self.start, dumps(self.items))
+
+
+def _rebuild_chunk(start: int, items: bytes) -> Chunk:
+    return Chunk(start, loads(items))
+
 
 @dataclass(slots=True)
 class ChunkResult:
@@ -100,3 +108,10 @@ class ChunkResult:
     error: BaseException | None = None
     error_tb: str | None = None  # worker-side traceback text, for errors that cross processes
     elapsed: float = 0.0  # seconds the worker spent on the chunk, for chunk sizing
+
+    def __reduce__(self) -> tuple[Callable[[bytes], ChunkResult], tuple[bytes]]:
+        return _rebuild_result, (dumps((self.values, self.error, self.error_tb, self.elapsed)),)
+
+
+def _rebuild_result(data: bytes) -> ChunkResult:
+    return ChunkResult(*loads(data))

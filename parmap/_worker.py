@@ -7,6 +7,7 @@ the caller's thread. ``process_worker`` is the main function of the processes th
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -45,7 +46,7 @@ def _ensure_initialized(job: Job) -> None:
     if job.initializer is not None:
         job.initializer(*job.initargs)
     done[job.token] = None
-    if len(done) > 64:  # noqa: PLR2004 - only a bound on memory for long-lived executors
+    if len(done) > 64:  # only a bound on memory for long-lived executors
         done.popitem(last=False)
 
 
@@ -77,10 +78,8 @@ def _why(exc: BaseException) -> str:
 
 def encode_result(chunk_id: int, result: ChunkResult) -> bytes:
     """Pickle a chunk's result; what cannot be pickled becomes a SerializationError in its place."""
-    try:
+    with contextlib.suppress(Exception):  # on failure, find the culprit below and say which
         return dumps((chunk_id, result))
-    except Exception:  # noqa: BLE001 - find the culprit below, then report it precisely
-        pass
     if result.error is not None:
         try:
             dumps(result.error)
@@ -91,7 +90,7 @@ def encode_result(chunk_id: int, result: ChunkResult) -> bytes:
     for pos, value in enumerate(result.values):
         try:
             dumps(value)
-        except Exception as why:  # noqa: BLE001
+        except Exception as why:  # noqa: BLE001, PERF203 - only runs once something failed
             msg = f"the result of fn ({type(value).__name__}) could not be pickled: {_why(why)}"
             result.values = result.values[:pos]
             result.error, result.error_tb = SerializationError(msg), None

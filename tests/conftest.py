@@ -1,0 +1,135 @@
+"""Shared fixtures: the mode matrix and a leak check around every test.
+
+The leak check counts this process's child processes (recursively), Python threads and open
+file descriptors before and after each test. multiprocessing's fork server and resource
+tracker are started once per interpreter by design (they are not workers and are reused), so
+a session fixture starts them first and the check leaves them out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psutil
+import pytest
+
+from parmap import pmap
+from parmap._process import default_start_method
+
+# The behaviour suite runs once per entry; process-based ones carry the `process` marker.
+MODE_PARAMS = [
+    pytest.param("serial", id="serial"),
+    pytest.param("thread", id="thread"),
+    pytest.param("process", id="process", marks=pytest.mark.process),
+    pytest.param("thread-executor", id="thread-executor"),
+    pytest.param("process-executor", id="process-executor", marks=pytest.mark.process),
+]
+PARALLEL_PARAMS = [p for p in MODE_PARAMS if p.values[0] != "serial"]
+
+
+def _service_pids() -> set[int]:
+    """multiprocessing's per-interpreter helpers: the fork server and the resource tracker."""
+    pids = set()
+    forkserver = getattr(multiprocessing, "forkserver", None)
+    if forkserver is not None:
+        pid = getattr(forkserver._forkserver, "_forkserver_pid", None)  # noqa: SLF001
+        if pid:
+            pids.add(pid)
+    from multiprocessing import resource_tracker  # noqa: PLC0415
+
+    pid = getattr(resource_tracker._resource_tracker, "_pid", None)  # noqa: SLF001
+    if pid:
+        pids.add(pid)
+    return pids
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    children: frozenset[int]
+    threads: int
+    fds: int
+
+    @classmethod
+    def take(cls) -> Snapshot:
+        me = psutil.Process()
+        services = _service_pids()
+        children = {
+            c.pid
+            for c in me.children(recursive=True)
+            if c.pid not in services and c.status() != psutil.STATUS_ZOMBIE
+        }
+        fds = me.num_fds() if hasattr(me, "num_fds") else 0
+        return cls(frozenset(children), threading.active_count(), fds)
+
+
+def wait_for_no_leaks(before: Snapshot, seconds: float = 5.0) -> Snapshot:
+    """Poll until nothing beyond ``before`` remains; return the last snapshot."""
+    deadline = time.monotonic() + seconds
+    while True:
+        now = Snapshot.take()
+        clean = now.children <= before.children and now.threads <= before.threads and now.fds <= before.fds
+        if clean or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+def assert_no_leaks(before: Snapshot) -> None:
+    after = wait_for_no_leaks(before)
+    assert after.children <= before.children, f"child processes left: {after.children - before.children}"
+    assert after.threads <= before.threads, f"threads left: {[t.name for t in threading.enumerate()]}"
+    assert after.fds <= before.fds, f"file descriptors left: {before.fds} -> {after.fds}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_services() -> None:
+    """Start the fork server (and resource tracker) once, before any baseline is taken."""
+    pmap(abs, [1], mode="process")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(default_start_method())) as ex:
+        ex.submit(abs, 1).result()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[Snapshot]:
+    """Every test must leave no child process, thread or file descriptor behind."""
+    before = Snapshot.take()
+    yield before
+    assert_no_leaks(before)
+
+
+@contextlib.contextmanager
+def make_mode(name: str) -> Iterator[str | Executor]:
+    """A value for ``pmap(mode=...)``; borrowed executors are owned (and shut down) here."""
+    if name == "thread-executor":
+        with ThreadPoolExecutor(3) as ex:
+            yield ex
+    elif name == "process-executor":
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(default_start_method())) as ex:
+            yield ex
+    else:
+        yield name
+
+
+@pytest.fixture(params=MODE_PARAMS)
+def mode(request: pytest.FixtureRequest) -> Iterator[str | Executor]:
+    """Every mode, including executors that pmap borrows."""
+    with make_mode(request.param) as value:
+        yield value
+
+
+@pytest.fixture(params=PARALLEL_PARAMS)
+def parallel_mode(request: pytest.FixtureRequest) -> Iterator[str | Executor]:
+    """Only the modes that run several items at once."""
+    with make_mode(request.param) as value:
+        yield value
+
+
+def is_windows() -> bool:
+    return sys.platform == "win32" or os.name == "nt"

@@ -1,0 +1,75 @@
+"""Functions the tests send to workers; a module of their own so every start method imports them."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+INIT_STATE: dict[str, Any] = {}
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def sleep_then(item: tuple[float, Any]) -> Any:
+    seconds, value = item
+    time.sleep(seconds)
+    return value
+
+
+def where(x: Any) -> tuple[Any, int, int, float, float]:
+    """Sleep a little and say where and when: (item, pid, thread id, start, end)."""
+    start = time.time()
+    time.sleep(0.3)
+    return x, os.getpid(), threading.get_ident(), start, time.time()
+
+
+def fail_on(bad: int):  # noqa: ANN201 - returns a closure
+    def fn(x: int) -> int:
+        if x == bad:
+            raise KeyError(f"bad item {x}")
+        return x
+
+    return fn
+
+
+def init_state(value: str) -> None:
+    INIT_STATE["value"] = value
+    INIT_STATE.setdefault("calls", 0)
+    INIT_STATE["calls"] += 1
+
+
+def read_state(x: int) -> tuple[int, str | None]:
+    return x, INIT_STATE.get("value")
+
+
+class Scaler:
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def scale(self, x: int) -> int:
+        return self.k * x
+
+
+class CountedPickles:
+    """A callable that counts, in the caller, how often it is pickled."""
+
+    pickled = 0
+
+    def __call__(self, x: int) -> int:
+        return x + 1
+
+    def __reduce__(self) -> tuple[type[CountedPickles], tuple[()]]:
+        type(self).pickled += 1
+        return CountedPickles, ()

@@ -1,0 +1,61 @@
+"""Automatic chunk sizing: one item per chunk until measured, then a target duration per chunk."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from parmap._chunking import MAX_CHUNK, ChunkSizer
+
+
+def test_fixed_size_is_kept() -> None:
+    sizer = ChunkSizer(workers=4, target=0.05, fixed=7, total=1000)
+    sizer.observe(7, 100.0)
+    assert [sizer.next_size() for _ in range(3)] == [7, 7, 7]
+
+
+def test_first_chunks_hold_one_item_until_measured() -> None:
+    sizer = ChunkSizer(workers=2, target=0.05, total=6)
+    assert [sizer.next_size() for _ in range(4)] == [1, 1, 1, 1]
+
+
+def test_heavy_items_stay_one_per_chunk() -> None:
+    sizer = ChunkSizer(workers=2, target=0.05, total=6)
+    sizer.next_size()
+    sizer.taken(1)
+    sizer.observe(1, 0.4)  # one gcd pair: 0.4 s
+    assert sizer.next_size() == 1
+
+
+def test_trivial_items_grow_fast_but_not_at_once() -> None:
+    sizer = ChunkSizer(workers=2, target=0.05, total=200_000)
+    sizes = [sizer.next_size()]
+    for _ in range(8):
+        sizer.taken(sizes[-1])
+        sizer.observe(sizes[-1], sizes[-1] * 1e-7)  # 0.1 microsecond per item
+        sizes.append(sizer.next_size())
+    assert sizes[:4] == [1, 8, 64, 512]
+    assert max(sizes) > 10_000
+
+
+def test_tail_shrinks_when_the_length_is_known() -> None:
+    sizer = ChunkSizer(workers=2, target=10.0, total=100)
+    sizer.observe(1, 1e-6)
+    sizer.taken(96)
+    assert sizer.next_size() == 1  # 4 left on 2 workers: one each, not one chunk of 4
+
+
+@given(
+    workers=st.integers(1, 64),
+    total=st.none() | st.integers(0, 10**7),
+    observations=st.lists(st.tuples(st.integers(0, 10**5), st.floats(0, 100)), max_size=20),
+)
+def test_sizes_are_always_between_1_and_the_maximum(
+    workers: int, total: int | None, observations: list[tuple[int, float]]
+) -> None:
+    sizer = ChunkSizer(workers=workers, target=0.05, total=total)
+    for items, seconds in observations:
+        size = sizer.next_size()
+        assert 1 <= size <= MAX_CHUNK
+        sizer.taken(size)
+        sizer.observe(items, seconds)

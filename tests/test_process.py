@@ -1,0 +1,144 @@
+"""The process adapter: workers it owns, what it pickles, how it reports a dead worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import helpers
+import pytest
+from conftest import Snapshot, wait_for_no_leaks
+
+from parmap import ProcessAdapter, SerializationError, WorkerDiedError, pmap
+from parmap._process import default_start_method
+
+pytestmark = pytest.mark.process
+
+
+def exit_on_three(x: int) -> int:
+    if x == 3:
+        os._exit(7)
+    return x
+
+
+def kill_self_on_three(x: int) -> int:
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def return_a_lock(_: int) -> object:
+    return threading.Lock()
+
+
+def nested(x: int) -> list[int]:
+    return pmap(helpers.square, range(x), mode="process")
+
+
+def test_fn_is_pickled_once_per_call() -> None:
+    fn = helpers.CountedPickles()
+    helpers.CountedPickles.pickled = 0
+    assert pmap(fn, range(1000), mode="process", workers=2, chunksize=10) == list(range(1, 1001))
+    assert helpers.CountedPickles.pickled == 1
+
+
+def test_workers_start_on_demand() -> None:
+    with ProcessAdapter(workers=4) as pool:
+        assert pool.pids() == []
+        assert pmap(helpers.square, [3], mode=pool) == [9]
+        assert len(pool.pids()) == 1
+
+
+def test_heavy_items_spread_over_every_worker() -> None:
+    # Six heavy items on two workers: automatic chunking must keep both busy at once.
+    got = pmap(helpers.where, range(6), mode="process", workers=2)
+    assert [x for x, *_ in got] == list(range(6))
+    pids = {pid for _, pid, *_ in got}
+    assert len(pids) == 2
+    overlaps = [(a, b) for a in got for b in got if a[1] != b[1] and a[3] < b[4] and b[3] < a[4]]
+    assert overlaps, "the two workers never ran at the same time"
+
+
+def test_adapter_reused_across_calls_keeps_its_workers() -> None:
+    with ProcessAdapter(workers=2) as pool:
+        pmap(helpers.square, range(100), mode=pool)
+        pids = set(pool.pids())
+        for _ in range(5):
+            assert pmap(helpers.square, range(100), mode=pool) == [x * x for x in range(100)]
+        assert set(pool.pids()) == pids
+    assert not pool.running
+
+
+def test_worker_exit_names_the_items_and_the_exit_code() -> None:
+    with pytest.raises(WorkerDiedError, match=r"exit code 7.*items 3\.\.3"):
+        pmap(exit_on_three, range(10), mode="process", chunksize=1)
+    assert pmap(helpers.square, range(5), mode="process") == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_worker_killed_names_the_signal() -> None:
+    with pytest.raises(WorkerDiedError, match=r"SIGKILL.*items 3\.\.3"):
+        pmap(kill_self_on_three, range(10), mode="process", chunksize=1)
+
+
+def test_unpicklable_item_is_a_clear_error() -> None:
+    with pytest.raises(SerializationError, match="could not be pickled"):
+        pmap(helpers.identity, [1, threading.Lock(), 3], mode="process", chunksize=1)
+
+
+def test_unpicklable_result_names_the_item() -> None:
+    with pytest.raises(SerializationError, match="result of fn") as info:
+        pmap(return_a_lock, range(3), mode="process", chunksize=1)
+    assert any("item 0" in n for n in getattr(info.value, "__notes__", []))
+
+
+def test_nested_process_map_in_a_worker_is_bounded() -> None:
+    assert pmap(nested, [3, 4], mode="process") == [[0, 1, 4], [0, 1, 4, 9]]
+
+
+def test_no_fork_with_threads_warning_when_the_caller_has_threads() -> None:
+    # pytest turns warnings into errors: a fork of a multi-threaded caller would fail here.
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert pmap(helpers.square, range(50), mode="process") == [x * x for x in range(50)]
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_default_start_method() -> None:
+    method = default_start_method()
+    assert method == os.environ.get("PARMAP_START_METHOD", method)
+    if "PARMAP_START_METHOD" not in os.environ and os.name == "posix" and os.uname().sysname == "Linux":
+        assert method == "forkserver"
+
+
+def test_unknown_start_method() -> None:
+    with pytest.raises(ValueError, match="start_method"):
+        ProcessAdapter(start_method="teleport")
+
+
+def test_failure_ends_workers_promptly() -> None:
+    # One worker sleeps, the other fails: the map raises without waiting for the sleeper.
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="unpack"):
+        pmap(helpers.sleep_then, [(30.0, 0), "not a pair"], mode="process", workers=2, chunksize=1, ordered=False)
+    assert time.monotonic() - started < 10.0
+
+
+def test_leak_check_sees_a_leaked_worker() -> None:
+    # The leak check itself must be able to fail: a pool left open is seen, and closing it clears.
+    before = Snapshot.take()
+    pool = ProcessAdapter(workers=1)
+    pool.start()
+    pmap(helpers.square, [1], mode=pool)
+    leaked = Snapshot.take()
+    assert leaked.children - before.children
+    assert leaked.threads > before.threads
+    pool.shutdown()
+    after = wait_for_no_leaks(before)
+    assert after.children <= before.children

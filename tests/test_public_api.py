@@ -1,0 +1,67 @@
+"""The public face: ``__all__`` is complete and importable, the package is typed, docs agree."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import types
+from pathlib import Path
+
+import parmap
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_all_is_complete_and_sorted() -> None:
+    public = {
+        name
+        for name, value in vars(parmap).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(parmap.__all__) - {"__version__"}
+    assert list(parmap.__all__) == sorted(parmap.__all__)
+    for name in parmap.__all__:
+        assert hasattr(parmap, name), name
+
+
+def test_public_objects_have_docstrings() -> None:
+    for name in parmap.__all__:
+        obj = getattr(parmap, name)
+        if callable(obj):
+            assert inspect.getdoc(obj), f"{name} has no docstring"
+
+
+def test_private_modules_only() -> None:
+    modules = {p.stem for p in (ROOT / "parmap").glob("*.py")} - {"__init__"}
+    assert all(m.startswith("_") for m in modules), modules
+
+
+def test_py_typed() -> None:
+    assert (ROOT / "parmap" / "py.typed").exists()
+
+
+def test_fn_and_items_are_positional_only() -> None:
+    params = inspect.signature(parmap.pmap).parameters
+    kinds = [p.kind for p in params.values()]
+    assert kinds[:2] == [inspect.Parameter.POSITIONAL_ONLY] * 2
+    assert all(k is inspect.Parameter.KEYWORD_ONLY for k in kinds[2:])
+
+
+def test_import_starts_nothing() -> None:
+    # Importing parmap must not start processes or threads (checked in a fresh interpreter).
+    import subprocess  # noqa: PLC0415
+
+    code = "import threading, parmap, multiprocessing as m; print(threading.active_count(), len(m.active_children()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "0"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.DOTALL)
+    assert len(blocks) >= 2, "README must start with the demo command and the test command"
+    demo, tests = blocks[0].strip(), blocks[1].strip()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert tests in ci, f"`.ci/run` must run the README's test command: {tests}"
+    assert "demo" in demo

@@ -1,0 +1,20 @@
+"""Static checks run by mypy in CI: pmap's return type follows fn's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from typing_extensions import assert_type
+
+from parmap import pmap
+
+
+def add(a: int, b: int) -> float:
+    return a + b
+
+
+assert_type(pmap(len, ["ab"]), list[int])
+assert_type(pmap(str, [1], lazy=True), Iterator[str])
+assert_type(pmap(len, ["ab"], indexed=True), list[tuple[int, int]])
+assert_type(pmap(len, ["ab"], indexed=True, lazy=True), Iterator[tuple[int, int]])
+assert_type(pmap(add, [(1, 2)], star=True), list[float])
