@@ -359,7 +359,11 @@ class ProcessAdapter(Adapter):
             msg = f"a worker process (pid {pid}) died ({how}) while running items {task.start}..{last}"
             _resolve(task.future, exc=WorkerDiedError(msg))
         for t in doomed:
-            msg = f"a worker process (pid {pid}) failed to start ({how})"
+            msg = (
+                f"a worker process (pid {pid}) failed to start ({how}); its error is on stderr. "
+                f"Under the {self.start_method!r} start method workers import the main module: "
+                "guard the script's code with `if __name__ == '__main__':`, and run it from a file"
+            )
             _resolve(t.future, exc=WorkerDiedError(msg))
 
     # -- shutdown helpers -----------------------------------------------------------------

@@ -35,7 +35,7 @@ def where(x: Any) -> tuple[Any, int, int, float, float]:
     return x, os.getpid(), threading.get_ident(), start, time.time()
 
 
-def fail_on(bad: int):  # noqa: ANN201 - returns a closure
+def fail_on(bad: int):
     def fn(x: int) -> int:
         if x == bad:
             raise KeyError(f"bad item {x}")

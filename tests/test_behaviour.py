@@ -113,24 +113,30 @@ def test_callback_runs_in_callers_thread_in_delivery_order(mode: Mode) -> None:
 
 def test_callback_unordered_lazy(mode: Mode) -> None:
     seen: list[tuple[int, int]] = []
-    got = list(pmap(helpers.square, range(60), mode=mode, ordered=False, indexed=True, lazy=True, callback=seen.append))
+    got = list(
+        pmap(
+            helpers.square, range(60), mode=mode, ordered=False, indexed=True, lazy=True, callback=seen.append
+        )
+    )
     assert seen == got
 
 
 def test_callback_exception_propagates(mode: Mode) -> None:
-    class Stop(Exception):
+    class StopError(Exception):
         pass
 
     def callback(value: int) -> None:
         if value == 25:
-            raise Stop
+            raise StopError
 
-    with pytest.raises(Stop):
+    with pytest.raises(StopError):
         pmap(helpers.square, range(1000), mode=mode, callback=callback, chunksize=1)
 
 
 def test_initializer_runs_before_items(mode: Mode) -> None:
-    results = pmap(helpers.read_state, range(20), mode=mode, initializer=helpers.init_state, initargs=("ready",))
+    results = pmap(
+        helpers.read_state, range(20), mode=mode, initializer=helpers.init_state, initargs=("ready",)
+    )
     assert results == [(i, "ready") for i in range(20)]
 
 
@@ -142,10 +148,10 @@ def test_exception_keeps_type_and_message(mode: Mode) -> None:
 
 
 def test_results_before_a_failure_are_delivered(mode: Mode) -> None:
-    got = []
+    got: list[int] = []
+    results = pmap(helpers.fail_on(30), range(100), mode=mode, lazy=True, chunksize=4)
     with pytest.raises(KeyError):
-        for value in pmap(helpers.fail_on(30), range(100), mode=mode, lazy=True, chunksize=4):
-            got.append(value)
+        got.extend(results)
     assert got == list(range(30))
 
 
@@ -167,7 +173,7 @@ def test_lazy_over_unbounded_input(mode: Mode) -> None:
 def test_input_is_read_incrementally(mode: Mode) -> None:
     pulled = 0
 
-    def source():  # noqa: ANN202
+    def source():
         nonlocal pulled
         for x in itertools.count():
             pulled += 1

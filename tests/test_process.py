@@ -126,7 +126,14 @@ def test_failure_ends_workers_promptly() -> None:
     # One worker sleeps, the other fails: the map raises without waiting for the sleeper.
     started = time.monotonic()
     with pytest.raises(ValueError, match="unpack"):
-        pmap(helpers.sleep_then, [(30.0, 0), "not a pair"], mode="process", workers=2, chunksize=1, ordered=False)
+        pmap(
+            helpers.sleep_then,
+            [(30.0, 0), "not a pair"],
+            mode="process",
+            workers=2,
+            chunksize=1,
+            ordered=False,
+        )
     assert time.monotonic() - started < 10.0
 
 

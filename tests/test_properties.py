@@ -28,7 +28,9 @@ def test_same_results_as_builtin_map(mode: str, examples: int) -> None:
         indexed=st.booleans(),
         lazy=st.booleans(),
     )
-    def check(items: list[int], chunksize: int | None, workers: int, ordered: bool, indexed: bool, lazy: bool) -> None:
+    def check(
+        items: list[int], chunksize: int | None, workers: int, ordered: bool, indexed: bool, lazy: bool
+    ) -> None:
         got = pmap(
             helpers.square,
             iter(items) if lazy else items,

@@ -52,7 +52,10 @@ def test_import_starts_nothing() -> None:
     # Importing parmap must not start processes or threads (checked in a fresh interpreter).
     import subprocess  # noqa: PLC0415
 
-    code = "import threading, parmap, multiprocessing as m; print(threading.active_count(), len(m.active_children()))"
+    code = (
+        "import threading, parmap, multiprocessing as m;"
+        "print(threading.active_count(), len(m.active_children()))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "0"]
 
