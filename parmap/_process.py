@@ -54,6 +54,7 @@ log = logging.getLogger("parmap")
 
 ENV_START_METHOD = "PARMAP_START_METHOD"
 _JOIN_SECONDS = 2.0
+_PRELOAD = ("parmap._worker", "cloudpickle")  # what every worker needs: imported once, by the server
 
 
 def default_start_method() -> str:
@@ -64,6 +65,20 @@ def default_start_method() -> str:
     if sys.platform != "darwin" and "forkserver" in multiprocessing.get_all_start_methods():
         return "forkserver"
     return "spawn"
+
+
+def _preload_in_fork_server() -> None:
+    """Have the fork server import parmap's worker side once, so each worker need not.
+
+    Adds to the preload list (never replaces what the caller set); it takes effect when the
+    fork server starts, and changes nothing for one already running.
+    """
+    from multiprocessing import forkserver  # noqa: PLC0415 - POSIX only
+
+    current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])  # noqa: SLF001
+    wanted = [m for m in _PRELOAD if m not in current]
+    if wanted:
+        forkserver.set_forkserver_preload(current + wanted)
 
 
 def _how_it_died(exitcode: int | None) -> str:
@@ -162,6 +177,8 @@ class ProcessAdapter(Adapter):
         if self._collector is not None:
             return
         self._ctx: Any = multiprocessing.get_context(self.start_method)  # typeshed lacks .Process
+        if self.start_method == "forkserver":
+            _preload_in_fork_server()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._closing = self._killing = False
         self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
