@@ -39,15 +39,7 @@ _EXAMPLES = str(Path(__file__).resolve().parent.parent / "examples")
 if _EXAMPLES not in sys.path:
     sys.path.insert(0, _EXAMPLES)
 
-from workloads import (  # noqa: E402 - needs the sys.path entry above
-    GCD_PAIRS,
-    factorial_task,
-    fetch,
-    gcd,
-    list_files,
-    md5_file,
-    start_server,
-)
+from workloads import FULL, QUICK, Workload, article_workloads, positive_int  # noqa: E402 - sys.path above
 
 import parmap  # noqa: E402
 from parmap import pmap  # noqa: E402
@@ -163,48 +155,15 @@ def _configs() -> list[Config]:
 # --- the workloads -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sizes:
-    files: int | None  # None: every file of the standard library
-    factorials: int
-    gcd_pairs: int
-    pages: int
-    delay: float
-    trivial: int
-
-
-FULL = Sizes(files=None, factorials=20_000, gcd_pairs=len(GCD_PAIRS), pages=40, delay=0.05, trivial=200_000)
-QUICK = Sizes(files=100, factorials=1_000, gcd_pairs=2, pages=6, delay=0.02, trivial=5_000)
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    fn: Fn
-    items: list[Any]
+TRIVIAL = {False: 200_000, True: 5_000}  # items of the trivial workload, by --quick
 
 
 @contextmanager
-def _workloads(sizes: Sizes) -> Iterator[list[Workload]]:
-    """The workloads; the crawler's local server runs while the block runs."""
-    files = list_files(limit=sizes.files)
-    for path in files:  # into the page cache, so that the first configuration is not penalised
-        Path(path).read_bytes()
-    base, stop = start_server(pages=sizes.pages, delay=sizes.delay)
-    try:
-        yield [
-            Workload("md5 of stdlib files", md5_file, files),
-            Workload("factorial (tiny tasks)", factorial_task, list(range(sizes.factorials))),
-            Workload("brute-force gcd", gcd, GCD_PAIRS[: sizes.gcd_pairs]),
-            Workload(
-                f"crawler ({sizes.delay * 1000:.0f} ms/page)",
-                fetch,
-                [f"{base}/page/{i}" for i in range(sizes.pages)],
-            ),
-            Workload("trivial items (operator.neg)", operator.neg, list(range(sizes.trivial))),
-        ]
-    finally:
-        stop()
+def _workloads(quick: bool) -> Iterator[list[Workload]]:
+    """The articles' workloads plus many trivial items (the per-item overhead, laid bare)."""
+    with article_workloads(QUICK if quick else FULL) as articles:
+        trivial = Workload("trivial items (operator.neg)", operator.neg, list(range(TRIVIAL[quick])), "tiny")
+        yield [*articles, trivial]
 
 
 # --- measuring and printing ----------------------------------------------------------------------
@@ -280,29 +239,21 @@ def _table(work: Workload, rows: list[Row]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        msg = f"must be a positive integer, got {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small inputs: a fast smoke run")
-    parser.add_argument("--repeat", type=_positive_int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="runs per measurement (median)")
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=parmap.available_cpus(),
         help="processes for every process-based configuration (default: parmap.available_cpus())",
     )
     parser.add_argument(
         "--thread-workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="threads for the thread-based ones (default: workers + 4, at most 32, as ThreadPoolExecutor)",
     )
@@ -311,7 +262,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--deadline",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="seconds after which a stuck run is abandoned with a traceback (default: 900, 100 with --quick)",
     )
@@ -356,7 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run every configuration on every workload and print one table per workload."""
     args = _parse(argv)
     thread_workers = args.thread_workers or min(32, args.workers + 4)
-    sizes = QUICK if args.quick else FULL
     began = time.perf_counter()
     # Never hang (a pool whose worker died can wait forever): past the deadline, print every
     # thread's stack and exit.
@@ -364,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_header(args, thread_workers))
     pmap(abs, [0], mode="process", workers=1)  # start the fork server: once per interpreter, not per call
     failed = False
-    with _workloads(sizes) as workloads:
+    with _workloads(args.quick) as workloads:
         for work in workloads:
             if args.only and not any(s in work.name for s in args.only):
                 continue

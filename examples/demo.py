@@ -13,8 +13,6 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +23,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from workloads import (  # noqa: E402 - needs the sys.path entry above
-    GCD_PAIRS,
-    factorial_task,
-    fetch,
-    gcd,
-    list_files,
-    md5_file,
-    start_server,
-)
+from workloads import FULL, QUICK, Workload, article_workloads, positive_int  # noqa: E402 - sys.path above
 
 import parmap  # noqa: E402
 from parmap import pmap  # noqa: E402
@@ -55,31 +45,6 @@ class MismatchError(Exception):
 
 
 @dataclass(frozen=True)
-class Sizes:
-    """Input sizes of one run."""
-
-    files: int | None  # None: every file of the standard library
-    factorials: int
-    gcd_pairs: int
-    pages: int
-    delay: float
-
-
-FULL = Sizes(files=None, factorials=20_000, gcd_pairs=len(GCD_PAIRS), pages=40, delay=0.05)
-QUICK = Sizes(files=200, factorials=2_000, gcd_pairs=2, pages=8, delay=0.02)
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A function, its inputs, and which lesson it illustrates."""
-
-    name: str
-    fn: Callable[[Any], Any]
-    items: list[Any]
-    kind: str
-
-
-@dataclass(frozen=True)
 class Result:
     """Seconds per mode for one workload."""
 
@@ -90,14 +55,6 @@ class Result:
         return self.seconds["serial"] / self.seconds[mode]
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        msg = f"must be a positive integer, got {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,33 +62,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="much smaller inputs (a few seconds)")
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="workers for thread and process mode (default: pmap's defaults)",
     )
     parser.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="runs per measurement, median reported (default: 3, or 1 with --quick)",
     )
     return parser.parse_args(argv)
 
 
-@contextmanager
-def _crawl_urls(pages: int, delay: float) -> Iterator[list[str]]:
-    """The URLs of a local server's pages, valid while the block runs."""
-    base, stop = start_server(pages=pages, delay=delay)
-    try:
-        yield [f"{base}/page/{i}" for i in range(pages)]
-    finally:
-        stop()
-
-
-def _warm_up(files: list[str]) -> None:
-    """Put the files in the page cache and start the fork server, so no mode pays for them alone."""
-    for path in files:
-        Path(path).read_bytes()
+def _warm_up() -> None:
+    """Start the fork server, so that no mode pays for it alone (it is started once per interpreter)."""
     pmap(abs, [0], mode="process", workers=1)
 
 
@@ -187,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus = parmap.available_cpus()
     began = time.perf_counter()
 
-    files = list_files(limit=sizes.files)
-    _warm_up(files)
+    _warm_up()
     workers = (
         "pmap's defaults (processes: one per CPU; threads: CPUs + 4, at most 32)"
         if args.workers is None
@@ -202,13 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
 
-    with _crawl_urls(sizes.pages, sizes.delay) as urls:
-        workloads = [
-            Workload("md5 of stdlib files", md5_file, files, "files"),
-            Workload("factorial (tiny tasks)", factorial_task, list(range(sizes.factorials)), "tiny"),
-            Workload("brute-force gcd", gcd, GCD_PAIRS[: sizes.gcd_pairs], "cpu"),
-            Workload(f"crawler ({sizes.delay * 1000:.0f} ms/page)", fetch, urls, "io"),
-        ]
+    with article_workloads(sizes) as workloads:
         try:
             results = [_time_modes(work, args.workers, repeat) for work in workloads]
         except MismatchError as exc:

@@ -6,6 +6,7 @@ processes (forkserver or spawn) can import it by name. ``demo.py`` and ``bench_m
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import operator
 import os
@@ -15,9 +16,13 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import reduce
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 __all__ = [
     "GCD_PAIRS",
@@ -171,3 +176,63 @@ def fetch(url: str) -> int:
         raise ValueError(msg)
     with _OPENER.open(url, timeout=10) as response:
         return len(response.read())
+
+
+# --- the four workloads together, as the demo and the benchmark run them -----------------------
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Input sizes of one run."""
+
+    files: int | None  # None: every file of the standard library
+    factorials: int
+    gcd_pairs: int
+    pages: int
+    delay: float
+
+
+FULL = Sizes(files=None, factorials=20_000, gcd_pairs=len(GCD_PAIRS), pages=40, delay=0.05)
+QUICK = Sizes(files=200, factorials=2_000, gcd_pairs=2, pages=8, delay=0.02)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A function, its inputs, and the kind of work it is (files, tiny, cpu or io)."""
+
+    name: str
+    fn: Callable[[Any], Any]
+    items: list[Any]
+    kind: str
+
+
+@contextmanager
+def article_workloads(sizes: Sizes) -> Iterator[list[Workload]]:
+    """The articles' four workloads; the crawler's local server runs while the block runs."""
+    files = list_files(limit=sizes.files)
+    for path in files:  # into the page cache, so that the first configuration is not penalised
+        Path(path).read_bytes()
+    base, stop = start_server(pages=sizes.pages, delay=sizes.delay)
+    try:
+        yield [
+            Workload("md5 of stdlib files", md5_file, files, "files"),
+            Workload("factorial (tiny tasks)", factorial_task, list(range(sizes.factorials)), "tiny"),
+            Workload("brute-force gcd", gcd, GCD_PAIRS[: sizes.gcd_pairs], "cpu"),
+            Workload(
+                f"crawler ({sizes.delay * 1000:.0f} ms/page)",
+                fetch,
+                [f"{base}/page/{i}" for i in range(sizes.pages)],
+                "io",
+            ),
+        ]
+    finally:
+        stop()
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a positive integer."""
+    value = int(text)
+    if value < 1:
+        msg = f"must be a positive integer, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
