@@ -229,11 +229,15 @@ class ProcessAdapter(Adapter):
                 for w in self._pool:
                     if w.ready and w.task is None:
                         self._stop_worker(w)
-                self._lock.wait_for(lambda: not self._pool)
+                collector = self._collector
+                while self._pool and collector.is_alive():  # a dead collector must not hang us
+                    self._lock.wait(0.1)
         for task in doomed:
             task.future.cancel()
         self._stop_collector()
-        for w in self._pool:
+        for w in self._pool:  # left only if terminated above, or if the collector failed
+            if w.proc.exitcode is None:
+                w.proc.terminate()
             self._reap(w)
         self._pool.clear()
 
@@ -363,9 +367,10 @@ class ProcessAdapter(Adapter):
             task, worker.task = worker.task, None
             failed_start = not worker.ready and not worker.stopping and not self._killing
             doomed: list[_Task] = []
-            if failed_start:  # do not respawn in a loop: fail what waits for a worker
+            if failed_start and not any(w.ready for w in self._pool):
+                # Workers cannot start at all: fail what waits for one, never respawn in a loop.
                 doomed, self._pending = list(self._pending), deque()
-            elif self._pending and not self._killing:
+            elif self._pending and not self._killing and not failed_start:
                 self._grow()
             self._lock.notify_all()
         self._reap(worker)

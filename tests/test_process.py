@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import helpers
 import pytest
@@ -149,3 +153,28 @@ def test_leak_check_sees_a_leaked_worker() -> None:
     pool.shutdown()
     after = wait_for_no_leaks(before)
     assert after.children <= before.children
+
+
+def test_workers_that_cannot_start_fail_fast_without_respawning(tmp_path: Path) -> None:
+    if default_start_method() == "fork":
+        pytest.skip("fork does not import the main module in workers")
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys, time\n"
+        "from parmap import WorkerDiedError, pmap\n"
+        "if __name__ != '__main__':\n"
+        "    raise SystemExit(3)  # workers cannot import this main module\n"
+        "started = time.monotonic()\n"
+        "try:\n"
+        "    pmap(abs, range(100), workers=2)\n"
+        "except WorkerDiedError as exc:\n"
+        "    print('WorkerDiedError', round(time.monotonic() - started, 1), exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "WorkerDiedError" in result.stdout
+    assert re.search(r"failed to start \(exit code \d+\)", result.stdout), result.stdout
+    assert "__name__ == '__main__'" in result.stdout
+    assert float(result.stdout.split()[1]) < 10
