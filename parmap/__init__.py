@@ -10,7 +10,14 @@ Everything public is listed in ``__all__``; modules whose names start with ``_``
 from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter, ThreadAdapter
 from parmap._api import pmap
 from parmap._cpus import available_cpus
-from parmap._errors import ParmapError, RemoteTraceback, SerializationError, WorkerDiedError
+from parmap._errors import (
+    InitializerError,
+    ItemTimeoutError,
+    ParmapError,
+    RemoteTraceback,
+    SerializationError,
+    WorkerDiedError,
+)
 from parmap._process import ProcessAdapter
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
@@ -20,6 +27,8 @@ __all__ = (
     "Chunk",
     "ChunkResult",
     "ExecutorAdapter",
+    "InitializerError",
+    "ItemTimeoutError",
     "Job",
     "ParmapError",
     "ProcessAdapter",

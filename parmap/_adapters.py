@@ -103,7 +103,7 @@ class SerialAdapter(Adapter):
     def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
         """Run ``chunk`` now, in this thread, and return a finished future."""
         future: Future[ChunkResult] = Future()
-        future.set_result(run_chunk(job, chunk))
+        future.set_result(run_chunk(job, chunk, in_caller=True))
         return future
 
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:  # noqa: ARG002

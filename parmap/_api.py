@@ -20,7 +20,9 @@ log = logging.getLogger("parmap")
 
 R = TypeVar("R")
 Mode = str | Adapter | Executor
+OnError = Literal["raise", "return"]
 MODES = ("serial", "thread", "process")
+ON_ERROR = ("raise", "return")
 
 
 def _positive(name: str, value: object) -> None:
@@ -76,6 +78,7 @@ def pmap(
     star: bool = ...,
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
+    on_error: OnError = ...,
     indexed: Literal[False] = ...,
     lazy: Literal[False] = ...,
 ) -> list[R]: ...
@@ -93,6 +96,7 @@ def pmap(
     star: bool = ...,
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
+    on_error: OnError = ...,
     indexed: Literal[False] = ...,
     lazy: Literal[True],
 ) -> Iterator[R]: ...
@@ -110,6 +114,7 @@ def pmap(
     star: bool = ...,
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
+    on_error: OnError = ...,
     indexed: Literal[True],
     lazy: Literal[False] = ...,
 ) -> list[tuple[int, R]]: ...
@@ -127,6 +132,7 @@ def pmap(
     star: bool = ...,
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
+    on_error: OnError = ...,
     indexed: Literal[True],
     lazy: Literal[True],
 ) -> Iterator[tuple[int, R]]: ...
@@ -143,6 +149,7 @@ def pmap(
     star: bool = False,
     initializer: Callable[..., object] | None = None,
     initargs: tuple[Any, ...] = (),
+    on_error: OnError = "raise",
     indexed: bool = False,
     lazy: bool = False,
 ) -> list[Any] | Iterator[Any]:
@@ -167,6 +174,9 @@ def pmap(
         initializer: called as ``initializer(*initargs)`` once in each worker, before the
             first item that worker runs.
         initargs: arguments for ``initializer``.
+        on_error: ``"raise"``: the first failing item (in delivery order) stops the map, and
+            its exception propagates after the results before it. ``"return"``: a failed
+            item's exception object stands in its place and the map goes on.
         indexed: True: each result comes as ``(input_index, result)``.
         lazy: False: return a list. True: return an iterator that yields results as they
             arrive and reads ``items`` lazily (bounded memory for unbounded input); its
@@ -178,19 +188,32 @@ def pmap(
 
     Raises:
         ValueError: an option is invalid (raised before any worker starts).
-        Exception: the first exception raised by ``fn``, with its own type; when it comes
-            from another process its traceback there is attached as ``__cause__``.
-        WorkerDiedError: a worker process died while it held items.
-        SerializationError: ``fn``, an item or a result could not cross to or from a worker.
+        Exception: with ``on_error="raise"``, the first exception raised by ``fn``, with its
+            own type and a note naming the item; from another process, its traceback there is
+            attached as ``__cause__``.
+        WorkerDiedError: a worker process died while it ran an item (that item is named).
+        SerializationError: an item, a result or an exception could not cross to or from a
+            worker process (that item is named).
+        InitializerError: the initializer raised, or ``fn`` could not be loaded in a worker;
+            this ends the map whatever ``on_error`` says.
     """
     _callable("fn", fn, optional=False)
     _callable("callback", callback)
     _callable("initializer", initializer)
     _positive("workers", workers)
     _positive("chunksize", chunksize)
+    if on_error not in ON_ERROR:
+        msg = f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, got {on_error!r}"
+        raise ValueError(msg)
     adapter, owned = _adapter_for(mode, workers)
-    job = Job(fn, star=star, initializer=initializer, initargs=tuple(initargs))
-    batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
+    job = Job(
+        fn, star=star, initializer=initializer, initargs=tuple(initargs), keep_going=on_error == "return"
+    )
+    # A list is all or nothing: with on_error="raise" the first failure seen can end it at once.
+    fail_fast = not lazy and on_error == "raise"
+    batches = drive(
+        adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned, fail_fast=fail_fast
+    )
     if lazy:
         return _stream(batches, callback, indexed=indexed)
     out: list[Any] = []

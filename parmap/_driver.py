@@ -1,4 +1,4 @@
-"""The driver of one map: chunks in flight, order, and what a failure looks like to the caller.
+"""The driver of one map: chunks in flight, order, failures, and what the caller sees of them.
 
 It runs in the caller's thread, as a generator, so nothing happens until results are asked
 for, and it reads the input only as far as a bounded window of chunks needs::
@@ -12,6 +12,11 @@ chunk waits in it for those before it), so memory stays bounded by ``window x ch
 whatever the input's length. Every exit (exhausted, an exception, ``close()``, garbage
 collection) leaves through the ``finally`` that cancels what is outstanding and shuts down
 an adapter the driver started.
+
+A chunk can fail as a whole (its worker died, an item could not be unpickled). When the
+adapter knows which item was running (``ParmapError.position``), that item alone gets the
+error and the rest of the chunk runs again as a new part; when it does not, the chunk runs again
+one item at a time, which isolates the culprit. Items of such a chunk may therefore run twice.
 """
 
 from __future__ import annotations
@@ -19,20 +24,21 @@ from __future__ import annotations
 import functools
 import queue
 import reprlib
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import CancelledError, Future
 from itertools import islice
 from typing import Any
 
 from parmap._adapters import Adapter
 from parmap._chunking import ChunkSizer
-from parmap._errors import RemoteTraceback
+from parmap._errors import InitializerError, RemoteTraceback
 from parmap._task import Chunk, ChunkResult, Job
 
 __all__ = ["drive"]
 
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 120
+_NOT_RUN: Any = object()  # an item after a failure that stopped its chunk (on_error="raise")
 
 
 def _add_note(exc: BaseException, note: str) -> None:
@@ -47,35 +53,40 @@ def _add_note(exc: BaseException, note: str) -> None:
     notes.append(note)
 
 
-def _failure(chunk: Chunk, result: ChunkResult) -> BaseException:
-    """The exception of a failed item, with its input index, its value and the worker traceback."""
-    exc = result.error
-    assert exc is not None
-    pos = len(result.values)
-    if exc.__traceback__ is None and result.error_tb and exc.__cause__ is None:
-        exc.__cause__ = RemoteTraceback(result.error_tb)  # it came from another process
-    if pos < len(chunk.items):
-        item = _repr.repr(chunk.items[pos])
-        _add_note(exc, f"parmap: raised on item {chunk.start + pos} of the input: {item}")
+def _explained(exc: BaseException, tb: str | None, note: str) -> BaseException:
+    """``exc`` with the worker-side traceback as its cause (if it crossed processes) and a note."""
+    if tb and exc.__traceback__ is None and exc.__cause__ is None:
+        exc.__cause__ = RemoteTraceback(tb)
+    _add_note(exc, note)
     return exc
 
 
-def _deliver(chunk: Chunk, future: Future[ChunkResult]) -> Iterator[tuple[int, list[Any]]]:
-    """Yield a finished chunk's values, then raise its failure if it has one."""
-    if future.cancelled():
-        raise CancelledError
-    exc = future.exception()
-    if exc is not None:
-        raise exc
-    result = future.result()
-    yield chunk.start, result.values
-    if result.error is not None:
-        raise _failure(chunk, result)
+class _Slot:
+    """One chunk of the input, completed by one or more parts (re-runs after a failure)."""
+
+    __slots__ = ("chunk", "failed", "parts", "values")
+
+    def __init__(self, chunk: Chunk) -> None:
+        self.chunk = chunk
+        self.values: list[Any] = [_NOT_RUN] * len(chunk.items)
+        self.failed: set[int] = set()  # positions whose value is the exception of that item
+        self.parts = 0
+
+    def fail(self, pos: int, exc: BaseException, tb: str | None) -> None:
+        item = _repr.repr(self.chunk.items[pos])
+        self.values[pos] = _explained(
+            exc, tb, f"parmap: raised on item {self.chunk.start + pos} of the input: {item}"
+        )
+        self.failed.add(pos)
 
 
-def _notify(done: queue.SimpleQueue[int], seq: int, _: Future[ChunkResult]) -> None:
+def _notify(
+    done: queue.SimpleQueue[tuple[int, int, int, Future[ChunkResult]]],
+    key: tuple[int, int, int],
+    future: Future[ChunkResult],
+) -> None:
     """Done-callback: runs in whichever thread finished the future; only enqueues."""
-    done.put(seq)
+    done.put((*key, future))
 
 
 def _length(items: Iterable[Any]) -> int | None:
@@ -83,6 +94,79 @@ def _length(items: Iterable[Any]) -> int | None:
         return len(items)  # type: ignore[arg-type]
     except TypeError:
         return None
+
+
+class _Map:
+    """The state of one map between the adapter's futures and the caller's generator."""
+
+    def __init__(self, adapter: Adapter, job: Job, sizer: ChunkSizer) -> None:
+        self.adapter = adapter
+        self.job = job
+        self.sizer = sizer
+        self.done: queue.SimpleQueue[tuple[int, int, int, Future[ChunkResult]]] = queue.SimpleQueue()
+        self.slots: dict[int, _Slot] = {}
+        self.futures: set[Future[ChunkResult]] = set()
+
+    def submit(self, seq: int, offset: int, size: int) -> None:
+        """Run items ``offset .. offset + size - 1`` of chunk ``seq`` as one part."""
+        slot = self.slots[seq]
+        part = (
+            slot.chunk
+            if size == len(slot.chunk.items)
+            else Chunk(slot.chunk.start + offset, slot.chunk.items[offset : offset + size])
+        )
+        future = self.adapter.submit(self.job, part)
+        slot.parts += 1
+        self.futures.add(future)
+        future.add_done_callback(functools.partial(_notify, self.done, (seq, offset, size)))
+
+    def absorb(self, seq: int, offset: int, size: int, future: Future[ChunkResult]) -> tuple[int, _Slot]:
+        """Take a finished part into its slot, re-running what a chunk-level failure left undone."""
+        self.futures.discard(future)
+        slot = self.slots[seq]
+        slot.parts -= 1
+        if future.cancelled():
+            raise CancelledError
+        error, tb, result = future.exception(), None, None
+        if error is None:
+            result = future.result()
+            error, tb = result.error, result.error_tb
+        if error is not None:
+            if isinstance(error, InitializerError):  # no item can run: the map cannot go on
+                raise _explained(error, tb, "parmap: raised while preparing a worker, before any item")
+            self._split(seq, offset, size, error, tb)
+            return seq, slot
+        assert result is not None
+        self.sizer.observe(len(result.values), result.elapsed)
+        slot.values[offset : offset + len(result.values)] = result.values
+        for pos, item_tb in result.failed.items():
+            slot.fail(offset + pos, result.values[pos], item_tb)
+        return seq, slot
+
+    def _split(self, seq: int, offset: int, size: int, error: BaseException, tb: str | None) -> None:
+        pos = getattr(error, "position", None)
+        if size == 1:
+            pos = 0
+        if pos is None or not 0 <= pos < size:
+            for i in range(size):  # which item? run them one by one to find out
+                self.submit(seq, offset + i, 1)
+            return
+        self.slots[seq].fail(offset + pos, error, tb)
+        if pos:
+            self.submit(seq, offset, pos)
+        if self.job.keep_going and pos + 1 < size:
+            self.submit(seq, offset + pos + 1, size - pos - 1)
+
+
+def _deliver(slot: _Slot, *, keep_going: bool) -> Generator[tuple[int, list[Any]], None, None]:
+    """Yield a complete slot's values; with on_error="raise", stop at its first failure."""
+    if not slot.failed or keep_going:
+        yield slot.chunk.start, slot.values
+        return
+    first = min(slot.failed)
+    if first:
+        yield slot.chunk.start, slot.values[:first]
+    raise slot.values[first]
 
 
 def drive(  # noqa: C901 - the one loop of the library; split, it would need shared state
@@ -93,21 +177,24 @@ def drive(  # noqa: C901 - the one loop of the library; split, it would need sha
     chunksize: int | None,
     ordered: bool,
     owned: bool,
+    fail_fast: bool = False,
 ) -> Generator[tuple[int, list[Any]], None, None]:
     """Run ``job`` over ``items`` on ``adapter``; yield ``(start, values)`` batches.
 
     ``start`` is the input index of ``values[0]``. Batches come in input order when
-    ``ordered``, else as chunks finish. The first failing item (in delivery order) ends the map:
-    the values before it are yielded, then its exception is raised. ``owned``: the driver
-    starts the adapter and shuts it down on every way out.
+    ``ordered``, else as chunks finish. With ``job.keep_going`` (on_error="return") a failed
+    item's exception stands in its place; otherwise the first failing item in delivery order
+    ends the map: the values before it are yielded, then its exception is raised, or, with
+    ``fail_fast``, it is raised as soon as it is seen. ``owned``: the driver starts the adapter
+    and shuts it down on every way out.
     """
     source = iter(items)
     sizer = ChunkSizer(
         workers=adapter.workers, target=adapter.chunk_seconds, fixed=chunksize, total=_length(items)
     )
+    state = _Map(adapter, job, sizer)
     window = 2 * adapter.workers
-    done: queue.SimpleQueue[int] = queue.SimpleQueue()
-    outstanding: dict[int, tuple[Chunk, Future[ChunkResult]]] = {}
+    keep_going = job.keep_going
     finished: set[int] = set()  # sequence numbers done but waiting for earlier ones
     next_seq = next_out = index = 0
     exhausted = clean = False
@@ -115,38 +202,35 @@ def drive(  # noqa: C901 - the one loop of the library; split, it would need sha
         adapter.start()
     try:
         while True:
-            while not exhausted and len(outstanding) < window:
+            while not exhausted and len(state.slots) < window:
                 batch = list(islice(source, sizer.next_size()))
                 if not batch:
                     exhausted = True
                     break
                 sizer.taken(len(batch))
-                chunk = Chunk(index, batch)
+                state.slots[next_seq] = _Slot(Chunk(index, batch))
+                state.submit(next_seq, 0, len(batch))
                 index += len(batch)
-                future = adapter.submit(job, chunk)
-                outstanding[next_seq] = (chunk, future)
-                future.add_done_callback(functools.partial(_notify, done, next_seq))
                 next_seq += 1
-            if not outstanding:
+            if not state.slots:
                 break
-            seq = done.get()
-            chunk, future = outstanding[seq]
-            if not future.cancelled() and future.exception() is None:
-                result = future.result()
-                sizer.observe(len(result.values) + (result.error is not None), result.elapsed)
+            seq, slot = state.absorb(*state.done.get())
+            if fail_fast and slot.failed:
+                raise slot.values[min(slot.failed)]
+            if slot.parts:
+                continue
             if not ordered:
-                del outstanding[seq]
-                yield from _deliver(chunk, future)
+                del state.slots[seq]
+                yield from _deliver(slot, keep_going=keep_going)
                 continue
             finished.add(seq)
             while next_out in finished:
                 finished.remove(next_out)
-                chunk, future = outstanding.pop(next_out)
+                yield from _deliver(state.slots.pop(next_out), keep_going=keep_going)
                 next_out += 1
-                yield from _deliver(chunk, future)
         clean = True
     finally:
-        for _, future in outstanding.values():
+        for future in state.futures:
             future.cancel()
         if owned:
             adapter.shutdown(wait=clean, cancel=not clean)

@@ -5,9 +5,15 @@ Exceptions raised by ``fn`` reach the caller with their own type; these are parm
     Exception
      └── ParmapError                              base of everything parmap raises itself
           ├── WorkerDiedError(ParmapError, RuntimeError)
-          │        a worker process ended while it held items (exit code or signal named)
+          │        a worker process ended while it ran an item (exit code or signal named)
+          ├── ItemTimeoutError(ParmapError, TimeoutError)
+          │        an item ran longer than ``timeout=`` seconds
+          ├── InitializerError(ParmapError, RuntimeError)
+          │        the initializer raised (or ``fn`` could not be loaded): no item can run
           └── SerializationError(ParmapError, pickle.PicklingError)
                    fn, an item, a result or an exception could not cross the process boundary
+
+The first three name the item concerned in a note, like exceptions raised by ``fn``.
 
     RemoteTraceback(Exception)
         not raised: attached as ``__cause__`` of an exception that came back from a worker
@@ -18,11 +24,30 @@ from __future__ import annotations
 
 import pickle
 
-__all__ = ["ParmapError", "RemoteTraceback", "SerializationError", "WorkerDiedError"]
+__all__ = [
+    "InitializerError",
+    "ItemTimeoutError",
+    "ParmapError",
+    "RemoteTraceback",
+    "SerializationError",
+    "WorkerDiedError",
+]
 
 
 class ParmapError(Exception):
     """Base class of the errors parmap raises itself (not those raised by ``fn``)."""
+
+    #: Set by an adapter on an error that fails a whole chunk when it knows which item of the
+    #: chunk (by position) was running; the driver then fails that item alone and re-runs the rest.
+    position: int | None = None
+
+
+class InitializerError(ParmapError, RuntimeError):
+    """The initializer raised, or ``fn`` could not be loaded in a worker: no item can run."""
+
+
+class ItemTimeoutError(ParmapError, TimeoutError):
+    """An item ran longer than ``timeout=`` seconds; in process mode its worker was replaced."""
 
 
 class WorkerDiedError(ParmapError, RuntimeError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ _CACHE_SIZE = 8  # a worker serves one call at a time, a reusable pool a few in 
 class Job:
     """``fn`` and how to call it, shared by every chunk of one ``pmap`` call."""
 
-    __slots__ = ("_payload", "fn", "initargs", "initializer", "star", "token")
+    __slots__ = ("_payload", "fn", "initargs", "initializer", "keep_going", "star", "timeout", "token")
 
     def __init__(
         self,
@@ -34,18 +35,23 @@ class Job:
         star: bool = False,
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
+        keep_going: bool = False,
+        timeout: float | None = None,
     ) -> None:
         self.fn = fn
         self.star = star
         self.initializer = initializer
         self.initargs = initargs
+        self.keep_going = keep_going  # on_error="return": run every item of a chunk
+        self.timeout = timeout  # seconds per item, enforced by adapters that can
         self.token = f"{os.getpid()}-{id(self):x}-{next(_tokens)}"
         self._payload: bytes | None = None
 
     def payload(self) -> bytes:
         """The pickled job, computed once (cloudpickle: lambdas and closures travel too)."""
         if self._payload is None:
-            self._payload = dumps_by_value((self.fn, self.star, self.initializer, self.initargs))
+            options = (self.star, self.keep_going, self.timeout)
+            self._payload = dumps_by_value((self.fn, self.initializer, self.initargs, options))
         return self._payload
 
     def __reduce__(self) -> tuple[Callable[[str, bytes | None], Job], tuple[str, bytes]]:
@@ -69,8 +75,10 @@ def restore_job(token: str, payload: bytes | None) -> Job:
     if payload is None:
         msg = f"job {token} is unknown in this worker (its fn failed to load earlier)"
         raise LookupError(msg)
-    fn, star, initializer, initargs = loads(payload)
-    job = Job(fn, star=star, initializer=initializer, initargs=initargs)
+    fn, initializer, initargs, (star, keep_going, timeout) = loads(payload)
+    job = Job(
+        fn, star=star, initializer=initializer, initargs=initargs, keep_going=keep_going, timeout=timeout
+    )
     job.token = token
     job._payload = payload  # noqa: SLF001 - re-pickling it (nested executors) stays free
     with _jobs_lock:
@@ -100,17 +108,30 @@ def _rebuild_chunk(start: int, items: bytes) -> Chunk:
 class ChunkResult:
     """What a worker made of a chunk.
 
-    ``values`` holds the results of the first items in order. When ``error`` is set, the item
-    at position ``len(values)`` raised it and the rest of the chunk did not run.
+    ``values`` holds one entry per item run, in order. An item whose ``fn`` raised has its
+    exception in its place, and its position in ``failed`` (with the worker's traceback text,
+    kept for exceptions that cross a process boundary). Unless the job keeps going after
+    failures, a chunk stops at its first failure, so ``values`` may be shorter than the chunk.
+    ``error`` is set when the chunk as a whole failed (its items could not be unpickled, the
+    initializer raised, ``fn`` could not be loaded); ``values`` is then empty.
     """
 
     values: list[Any] = field(default_factory=list)
-    error: BaseException | None = None
-    error_tb: str | None = None  # worker-side traceback text, for errors that cross processes
+    failed: dict[int, str | None] = field(default_factory=dict)
     elapsed: float = 0.0  # seconds the worker spent on the chunk, for chunk sizing
+    error: BaseException | None = None
+    error_tb: str | None = None
 
     def __reduce__(self) -> tuple[Callable[[bytes], ChunkResult], tuple[bytes]]:
-        return _rebuild_result, (dumps((self.values, self.error, self.error_tb, self.elapsed)),)
+        # Tracebacks do not pickle: keep their text for the caller (made here, only when needed).
+        failed = {pos: tb or format_exception(self.values[pos]) for pos, tb in self.failed.items()}
+        state = (self.values, failed, self.elapsed, self.error, self.error_tb)
+        return _rebuild_result, (dumps(state),)
+
+
+def format_exception(exc: BaseException) -> str:
+    """The traceback text of ``exc``, as the caller will see it under a RemoteTraceback."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _rebuild_result(data: bytes) -> ChunkResult:

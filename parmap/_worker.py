@@ -11,13 +11,12 @@ import contextlib
 import signal
 import threading
 import time
-import traceback
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from parmap._errors import SerializationError
+from parmap._errors import InitializerError, SerializationError
 from parmap._serialize import dumps, loads
-from parmap._task import Chunk, ChunkResult, Job, restore_job
+from parmap._task import Chunk, ChunkResult, Job, format_exception, restore_job
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -50,64 +49,108 @@ def _ensure_initialized(job: Job) -> None:
         done.popitem(last=False)
 
 
-def run_chunk(job: Job, chunk: Chunk) -> ChunkResult:
-    """Apply ``job.fn`` to each item of ``chunk``, stopping at the first exception."""
+def _name(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def run_chunk(
+    job: Job,
+    chunk: Chunk,
+    *,
+    in_caller: bool = False,
+    progress: memoryview | None = None,
+    slot: int = 0,
+) -> ChunkResult:
+    """Apply ``job.fn`` to each item of ``chunk``; an exception takes its item's place.
+
+    Args:
+        job: the call's function and options.
+        chunk: the items.
+        in_caller: True in the caller's thread (serial mode), where a KeyboardInterrupt is the
+            user's Ctrl-C and must propagate rather than count as the item's failure.
+        progress: where to record the position of the item being run (``progress[slot]``), so
+            that the caller can name it if the worker dies or hangs.
+        slot: this worker's index in ``progress``.
+    """
     started = time.perf_counter()
-    values: list[Any] = []
-    append = values.append
-    fn = job.fn
     try:
         _ensure_initialized(job)
-        if job.star:
-            for item in chunk.items:
-                append(fn(*item))
-        else:
-            for item in chunk.items:
-                append(fn(item))
-    except (KeyboardInterrupt, GeneratorExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit from fn must reach the caller too
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return ChunkResult(values, exc, tb, time.perf_counter() - started)
-    return ChunkResult(values, None, None, time.perf_counter() - started)
+    except BaseException as exc:
+        if isinstance(exc, GeneratorExit) or (in_caller and isinstance(exc, KeyboardInterrupt)):
+            raise
+        msg = f"the initializer {_name(job.initializer)} raised {type(exc).__name__}: {exc}"
+        error = InitializerError(msg)
+        error.__cause__ = exc
+        return ChunkResult(error=error, error_tb=format_exception(exc), elapsed=time.perf_counter() - started)
+    values: list[Any] = []
+    failed: dict[int, str | None] = {}
+    fn, star, keep_going = job.fn, job.star, job.keep_going
+    for pos, item in enumerate(chunk.items):
+        if progress is not None:
+            progress[slot] = pos
+        try:
+            values.append(fn(*item) if star else fn(item))
+        except BaseException as exc:  # SystemExit and other BaseExceptions from fn are results too
+            if isinstance(exc, GeneratorExit) or (in_caller and isinstance(exc, KeyboardInterrupt)):
+                raise
+            values.append(exc)
+            failed[pos] = None  # the traceback text is made only if the result is pickled
+            if not keep_going:
+                break
+    return ChunkResult(values, failed, time.perf_counter() - started)
 
 
 def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling and unpickling, else a SerializationError that describes it."""
+    try:
+        loads(dumps(exc))
+    except Exception as why:  # noqa: BLE001 - whatever breaks, the caller must get a clear error
+        msg = (
+            f"fn raised {type(exc).__name__}({exc}), which could not be sent back to the caller: {_why(why)}"
+        )
+        return SerializationError(msg)
+    return exc
+
+
 def encode_result(chunk_id: int, result: ChunkResult) -> bytes:
-    """Pickle a chunk's result; what cannot be pickled becomes a SerializationError in its place."""
-    with contextlib.suppress(Exception):  # on failure, find the culprit below and say which
-        return dumps((chunk_id, result))
+    """Pickle a chunk's result; what cannot cross to the caller becomes a SerializationError."""
+    for pos in result.failed:  # exceptions first: one that cannot be rebuilt would fail the caller
+        exc = result.values[pos]
+        result.failed[pos] = format_exception(exc)
+        result.values[pos] = _portable(exc)
     if result.error is not None:
-        try:
-            dumps(result.error)
-        except Exception as why:  # noqa: BLE001
-            err = result.error
-            msg = f"fn raised {type(err).__name__}({err}), which could not be pickled: {_why(why)}"
-            result.error = SerializationError(msg)
+        result.error = _portable(result.error)
+    with contextlib.suppress(Exception):  # on failure, find the culprits below and say which
+        return dumps((chunk_id, result))
     for pos, value in enumerate(result.values):
+        if pos in result.failed:
+            continue
         try:
             dumps(value)
-        except Exception as why:  # noqa: BLE001, PERF203 - only runs once something failed
+        except Exception as why:  # noqa: BLE001 - only runs once something failed
             msg = f"the result of fn ({type(value).__name__}) could not be pickled: {_why(why)}"
-            result.values = result.values[:pos]
-            result.error, result.error_tb = SerializationError(msg), None
-            break
+            result.values[pos] = SerializationError(msg)
+            result.failed[pos] = None
     return dumps((chunk_id, result))
 
 
-def process_worker(conn: Connection) -> None:
+def process_worker(conn: Connection, progress: Any = None, slot: int = 0) -> None:
     """Main loop of a worker process: read a chunk, run it, send its result, until told to stop.
 
     Each chunk arrives as 2 or 3 frames: a header ``(chunk_id, start, token, has_job)``, the
     job payload (only the first time this worker sees the token), and the pickled items.
+    ``progress`` is shared memory where the worker records ``chunk_id`` at ``2 * slot`` and
+    the position of the running item at ``2 * slot + 1``.
     """
     global _in_worker_process  # noqa: PLW0603 - one flag per process, set once at start
     _in_worker_process = True
     # Ctrl-C goes to the caller, which ends the workers; a worker must not die half-way on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    marks = memoryview(progress).cast("B").cast("q") if progress is not None else None
     conn.send_bytes(READY)
     while True:
         try:
@@ -119,17 +162,24 @@ def process_worker(conn: Connection) -> None:
             payload = conn.recv_bytes()
         except (EOFError, OSError):  # the caller is gone: nothing left to do
             return
-        try:
-            job = restore_job(token, job_bytes)
-        except Exception as exc:  # noqa: BLE001
-            msg = f"fn or the initializer could not be unpickled in the worker: {_why(exc)}"
-            result = ChunkResult(error=SerializationError(msg))
-        else:
-            try:
-                chunk = Chunk(start, loads(payload))
-            except Exception as exc:  # noqa: BLE001
-                msg = f"the items could not be unpickled in the worker: {_why(exc)}"
-                result = ChunkResult(error=SerializationError(msg))
-            else:
-                result = run_chunk(job, chunk)
-        conn.send_bytes(encode_result(chunk_id, result))
+        if marks is not None:
+            marks[2 * slot], marks[2 * slot + 1] = chunk_id, -1
+        conn.send_bytes(
+            encode_result(chunk_id, _run(token, job_bytes, start, payload, marks=marks, slot=slot))
+        )
+
+
+def _run(
+    token: str, job_bytes: bytes | None, start: int, payload: bytes, *, marks: Any, slot: int
+) -> ChunkResult:
+    try:
+        job = restore_job(token, job_bytes)
+    except Exception as exc:  # noqa: BLE001
+        msg = f"fn or the initializer could not be unpickled in the worker: {_why(exc)}"
+        return ChunkResult(error=InitializerError(msg), error_tb=format_exception(exc))
+    try:
+        chunk = Chunk(start, loads(payload))
+    except Exception as exc:  # noqa: BLE001
+        msg = f"the items could not be unpickled in the worker: {_why(exc)}"
+        return ChunkResult(error=SerializationError(msg), error_tb=format_exception(exc))
+    return run_chunk(job, chunk, progress=marks, slot=2 * slot + 1)

@@ -73,3 +73,45 @@ class CountedPickles:
     def __reduce__(self) -> tuple[type[CountedPickles], tuple[()]]:
         type(self).pickled += 1
         return CountedPickles, ()
+
+
+def fail_on_multiples(k: int):
+    """fn that raises ValueError on multiples of ``k`` (and on nothing else)."""
+
+    def fn(x: int) -> int:
+        if x % k == 0:
+            raise ValueError(f"multiple of {k}: {x}")
+        return x
+
+    return fn
+
+
+class CustomBaseError(BaseException):
+    pass
+
+
+def raise_base(x: int) -> int:
+    if x == 2:
+        raise SystemExit(f"exit from item {x}")
+    if x == 4:
+        raise CustomBaseError(f"custom base from item {x}")
+    return x
+
+
+def failing_initializer() -> None:
+    raise RuntimeError("cannot connect to the database")
+
+
+CALLS: list[int] = []
+
+
+def record_call(x: int) -> int:
+    CALLS.append(x)
+    return x
+
+
+def append_to(path: str, x: int) -> int:
+    """Record the call in a file: visible from the caller whatever process ran it."""
+    with open(path, "a") as f:  # noqa: PTH123 - a plain append is the point
+        f.write(f"{x}\n")
+    return x
