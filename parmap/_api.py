@@ -209,11 +209,7 @@ def pmap(
     job = Job(
         fn, star=star, initializer=initializer, initargs=tuple(initargs), keep_going=on_error == "return"
     )
-    # A list is all or nothing: with on_error="raise" the first failure seen can end it at once.
-    fail_fast = not lazy and on_error == "raise"
-    batches = drive(
-        adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned, fail_fast=fail_fast
-    )
+    batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
     if lazy:
         return _stream(batches, callback, indexed=indexed)
     out: list[Any] = []

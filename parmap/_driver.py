@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import queue
 import reprlib
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from itertools import islice
 from typing import Any
@@ -103,9 +103,41 @@ class _Map:
         self.adapter = adapter
         self.job = job
         self.sizer = sizer
+        self.next_seq = 0  # sequence number of the next chunk read from the input
+        self.next_out = 0  # sequence number of the next chunk to deliver in order
+        self.index = 0  # input index of the next item read
+        self.finished: set[int] = set()  # complete, but waiting for earlier chunks (in order)
         self.done: queue.SimpleQueue[tuple[int, int, int, Future[ChunkResult]]] = queue.SimpleQueue()
         self.slots: dict[int, _Slot] = {}
-        self.futures: set[Future[ChunkResult]] = set()
+        self.owners: dict[Future[ChunkResult], int] = {}  # futures in flight -> their chunk
+
+    def fill(self, source: Iterator[Any], window: int) -> bool:
+        """Read and submit chunks until ``window`` are in flight; False once the input is exhausted."""
+        while len(self.slots) < window:
+            batch = list(islice(source, self.sizer.next_size()))
+            if not batch:
+                return False
+            self.sizer.taken(len(batch))
+            self.slots[self.next_seq] = _Slot(Chunk(self.index, batch))
+            self.submit(self.next_seq, 0, len(batch))
+            self.index += len(batch)
+            self.next_seq += 1
+        return True
+
+    def deliverable(self, seq: int, slot: _Slot, *, ordered: bool) -> list[_Slot]:
+        """The chunks that can be delivered now that ``slot`` (chunk ``seq``) changed."""
+        if slot.parts:
+            return []
+        if not ordered:
+            del self.slots[seq]
+            return [slot]
+        self.finished.add(seq)
+        ready = []
+        while self.next_out in self.finished:
+            self.finished.remove(self.next_out)
+            ready.append(self.slots.pop(self.next_out))
+            self.next_out += 1
+        return ready
 
     def submit(self, seq: int, offset: int, size: int) -> None:
         """Run items ``offset .. offset + size - 1`` of chunk ``seq`` as one part."""
@@ -117,13 +149,26 @@ class _Map:
         )
         future = self.adapter.submit(self.job, part)
         slot.parts += 1
-        self.futures.add(future)
+        self.owners[future] = seq
         future.add_done_callback(functools.partial(_notify, self.done, (seq, offset, size)))
 
-    def absorb(self, seq: int, offset: int, size: int, future: Future[ChunkResult]) -> tuple[int, _Slot]:
+    def drop_after(self, seq: int) -> None:
+        """Forget the chunks after ``seq`` (a failure in ``seq`` ends the map before them)."""
+        for later in [s for s in self.slots if s > seq]:
+            del self.slots[later]
+            self.finished.discard(later)
+        for future in [f for f, s in self.owners.items() if s > seq]:
+            future.cancel()
+            del self.owners[future]
+
+    def absorb(
+        self, seq: int, offset: int, size: int, future: Future[ChunkResult]
+    ) -> tuple[int, _Slot | None]:
         """Take a finished part into its slot, re-running what a chunk-level failure left undone."""
-        self.futures.discard(future)
-        slot = self.slots[seq]
+        self.owners.pop(future, None)
+        slot = self.slots.get(seq)
+        if slot is None:  # dropped: its chunk comes after a failure
+            return seq, None
         slot.parts -= 1
         if future.cancelled():
             raise CancelledError
@@ -169,7 +214,7 @@ def _deliver(slot: _Slot, *, keep_going: bool) -> Generator[tuple[int, list[Any]
     raise slot.values[first]
 
 
-def drive(  # noqa: C901 - the one loop of the library; split, it would need shared state
+def drive(
     adapter: Adapter,
     job: Job,
     items: Iterable[Any],
@@ -177,16 +222,15 @@ def drive(  # noqa: C901 - the one loop of the library; split, it would need sha
     chunksize: int | None,
     ordered: bool,
     owned: bool,
-    fail_fast: bool = False,
 ) -> Generator[tuple[int, list[Any]], None, None]:
     """Run ``job`` over ``items`` on ``adapter``; yield ``(start, values)`` batches.
 
     ``start`` is the input index of ``values[0]``. Batches come in input order when
     ``ordered``, else as chunks finish. With ``job.keep_going`` (on_error="return") a failed
     item's exception stands in its place; otherwise the first failing item in delivery order
-    ends the map: the values before it are yielded, then its exception is raised, or, with
-    ``fail_fast``, it is raised as soon as it is seen. ``owned``: the driver starts the adapter
-    and shuts it down on every way out.
+    ends the map: the values before it are yielded, then its exception is raised. Once a
+    failure is seen, no more input is read and (in order) the chunks after it are cancelled.
+    ``owned``: the driver starts the adapter and shuts it down on every way out.
     """
     source = iter(items)
     sizer = ChunkSizer(
@@ -195,42 +239,26 @@ def drive(  # noqa: C901 - the one loop of the library; split, it would need sha
     state = _Map(adapter, job, sizer)
     window = 2 * adapter.workers
     keep_going = job.keep_going
-    finished: set[int] = set()  # sequence numbers done but waiting for earlier ones
-    next_seq = next_out = index = 0
     exhausted = clean = False
     if owned:
         adapter.start()
     try:
         while True:
-            while not exhausted and len(state.slots) < window:
-                batch = list(islice(source, sizer.next_size()))
-                if not batch:
-                    exhausted = True
-                    break
-                sizer.taken(len(batch))
-                state.slots[next_seq] = _Slot(Chunk(index, batch))
-                state.submit(next_seq, 0, len(batch))
-                index += len(batch)
-                next_seq += 1
+            exhausted = exhausted or not state.fill(source, window)
             if not state.slots:
                 break
             seq, slot = state.absorb(*state.done.get())
-            if fail_fast and slot.failed:
-                raise slot.values[min(slot.failed)]
-            if slot.parts:
+            if slot is None:
                 continue
-            if not ordered:
-                del state.slots[seq]
-                yield from _deliver(slot, keep_going=keep_going)
-                continue
-            finished.add(seq)
-            while next_out in finished:
-                finished.remove(next_out)
-                yield from _deliver(state.slots.pop(next_out), keep_going=keep_going)
-                next_out += 1
+            if slot.failed and not keep_going:
+                exhausted = True  # the map ends at this failure: read no more input
+                if ordered:
+                    state.drop_after(seq)
+            for ready in state.deliverable(seq, slot, ordered=ordered):
+                yield from _deliver(ready, keep_going=keep_going)
         clean = True
     finally:
-        for future in state.futures:
+        for future in state.owners:
             future.cancel()
         if owned:
             adapter.shutdown(wait=clean, cancel=not clean)

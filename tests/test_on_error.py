@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -82,3 +84,18 @@ def test_every_item_fails(mode: Mode) -> None:
 def test_bad_on_error_value() -> None:
     with pytest.raises(ValueError, match="on_error"):
         pmap(abs, [1], on_error="ignore")  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_failure_stops_reading_an_unbounded_input(mode: Mode, lazy: bool) -> None:
+    pulled = 0
+
+    def source() -> Iterator[int]:
+        nonlocal pulled
+        for x in itertools.count(1):
+            pulled += 1
+            yield x
+
+    with pytest.raises(ValueError, match="multiple of 50: 50"):
+        list(pmap(helpers.fail_on_multiples(50), source(), mode=mode, lazy=lazy, chunksize=5))
+    assert pulled < 50 + 2 * 32 * 5
