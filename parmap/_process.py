@@ -92,6 +92,25 @@ def _how_it_died(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+def _unpicklable_item(chunk: Chunk) -> SerializationError:
+    """The error for a chunk that could not be pickled, naming (by position) the first bad item."""
+    for pos, item in enumerate(chunk.items):
+        try:
+            dumps(item)
+        except (KeyboardInterrupt, GeneratorExit):  # noqa: PERF203 - only runs once pickling failed
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            error = SerializationError(
+                f"item {chunk.start + pos} could not be pickled to send it to a worker process: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.position = pos
+            return error
+    return SerializationError(
+        f"items {chunk.start}..{chunk.start + len(chunk.items) - 1} could not be pickled"
+    )
+
+
 def _resolve(future: Future[ChunkResult], result: Any = None, exc: BaseException | None = None) -> None:
     """Settle a future unless the driver cancelled it meanwhile."""
     try:
@@ -116,11 +135,12 @@ class _Task:
 
 
 class _Worker:
-    __slots__ = ("conn", "jobs", "proc", "ready", "stopping", "task")
+    __slots__ = ("conn", "jobs", "proc", "ready", "slot", "stopping", "task")
 
-    def __init__(self, proc: Any, conn: Connection) -> None:
+    def __init__(self, proc: Any, conn: Connection, slot: int) -> None:
         self.proc = proc
         self.conn = conn
+        self.slot = slot  # index of its (chunk_id, position) pair in the progress array
         self.jobs: set[str] = set()  # tokens of the calls whose fn this worker has
         self.ready = False
         self.stopping = False
@@ -154,6 +174,9 @@ class ProcessAdapter(Adapter):
         self._collector: threading.Thread | None = None
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
+        self._progress: Any = None  # shared (chunk_id, position) pairs, one per worker slot
+        self._marks: memoryview | None = None
+        self._free_slots: list[int] = []
         self._closing = False  # no new submissions; workers stop once the queue is empty
         self._killing = False  # workers are being terminated: deaths are expected
 
@@ -180,6 +203,10 @@ class ProcessAdapter(Adapter):
         if self.start_method == "forkserver":
             _preload_in_fork_server()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        # Each worker records which item it runs here, so a death or a hang names that item.
+        self._progress = self._ctx.RawArray("q", 2 * self._max)
+        self._marks = memoryview(self._progress).cast("B").cast("q")
+        self._free_slots = list(range(self._max))
         self._closing = self._killing = False
         self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
         self._collector.start()
@@ -190,10 +217,11 @@ class ProcessAdapter(Adapter):
         """Queue ``chunk``; it goes to the first idle worker. Items are pickled here and now."""
         try:
             items = dumps(chunk.items)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure is reported the same way
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException:  # noqa: BLE001 - even SystemExit from a __reduce__ is this item's error
             future: Future[ChunkResult] = Future()
-            msg = f"items {chunk.start}..{chunk.start + len(chunk.items) - 1} could not be pickled"
-            future.set_exception(SerializationError(f"{msg}: {type(exc).__name__}: {exc}"))
+            future.set_exception(_unpicklable_item(chunk))
             return future
         task = _Task(next(self._ids), job, chunk, items)
         with self._lock:
@@ -240,6 +268,7 @@ class ProcessAdapter(Adapter):
                 w.proc.terminate()
             self._reap(w)
         self._pool.clear()
+        self._marks = self._progress = None
 
     # -- always under self._lock ----------------------------------------------------------
 
@@ -287,10 +316,13 @@ class ProcessAdapter(Adapter):
         live = sum(1 for w in self._pool if not w.stopping)
         if len(self._pending) > starting and live < self._max:
             parent, child = self._ctx.Pipe(duplex=True)
-            proc = self._ctx.Process(target=process_worker, args=(child,), name="parmap-worker", daemon=True)
+            slot = self._free_slots.pop()
+            proc = self._ctx.Process(
+                target=process_worker, args=(child, self._progress, slot), name="parmap-worker", daemon=True
+            )
             proc.start()
             child.close()
-            self._pool.append(_Worker(proc, parent))
+            self._pool.append(_Worker(proc, parent, slot))
             self._wake()
 
     def _wake(self) -> None:
@@ -343,7 +375,9 @@ class ProcessAdapter(Adapter):
             return
         try:
             _, result = loads(data)
-        except Exception as exc:  # noqa: BLE001
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a rebuild that raises SystemExit included
             last = task.start + task.size - 1
             msg = f"the results of items {task.start}..{last} could not be unpickled in the caller"
             _resolve(task.future, exc=SerializationError(f"{msg}: {type(exc).__name__}: {exc}"))
@@ -364,6 +398,7 @@ class ProcessAdapter(Adapter):
         how = _how_it_died(worker.proc.exitcode)
         with self._lock:
             self._pool.remove(worker)
+            self._free_slots.append(worker.slot)
             task, worker.task = worker.task, None
             failed_start = not worker.ready and not worker.stopping and not self._killing
             doomed: list[_Task] = []
@@ -377,9 +412,14 @@ class ProcessAdapter(Adapter):
         if worker.stopping and task is None:
             return
         if task is not None:
-            last = task.start + task.size - 1
-            msg = f"a worker process (pid {pid}) died ({how}) while running items {task.start}..{last}"
-            _resolve(task.future, exc=WorkerDiedError(msg))
+            pos = self._running_position(worker, task)
+            if pos is None:
+                what = f"items {task.start}..{task.start + task.size - 1}"
+            else:
+                what = f"item {task.start + pos}"
+            error = WorkerDiedError(f"a worker process (pid {pid}) died ({how}) while running {what}")
+            error.position = pos
+            _resolve(task.future, exc=error)
         for t in doomed:
             msg = (
                 f"a worker process (pid {pid}) failed to start ({how}); its error is on stderr. "
@@ -387,6 +427,13 @@ class ProcessAdapter(Adapter):
                 "guard the script's code with `if __name__ == '__main__':`, and run it from a file"
             )
             _resolve(t.future, exc=WorkerDiedError(msg))
+
+    def _running_position(self, worker: _Worker, task: _Task) -> int | None:
+        """Position in ``task`` of the item ``worker`` was running, if its progress says."""
+        if self._marks is None:
+            return None
+        chunk_id, pos = self._marks[2 * worker.slot], self._marks[2 * worker.slot + 1]
+        return pos if chunk_id == task.chunk_id and 0 <= pos < task.size else None
 
     # -- shutdown helpers -----------------------------------------------------------------
 

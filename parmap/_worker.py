@@ -108,7 +108,7 @@ def _portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling and unpickling, else a SerializationError that describes it."""
     try:
         loads(dumps(exc))
-    except Exception as why:  # noqa: BLE001 - whatever breaks, the caller must get a clear error
+    except (Exception, SystemExit) as why:  # noqa: BLE001 - whatever breaks, say so clearly
         msg = (
             f"fn raised {type(exc).__name__}({exc}), which could not be sent back to the caller: {_why(why)}"
         )
@@ -124,14 +124,14 @@ def encode_result(chunk_id: int, result: ChunkResult) -> bytes:
         result.values[pos] = _portable(exc)
     if result.error is not None:
         result.error = _portable(result.error)
-    with contextlib.suppress(Exception):  # on failure, find the culprits below and say which
+    with contextlib.suppress(Exception, SystemExit):  # on failure, find the culprits below
         return dumps((chunk_id, result))
     for pos, value in enumerate(result.values):
         if pos in result.failed:
             continue
         try:
             dumps(value)
-        except Exception as why:  # noqa: BLE001 - only runs once something failed
+        except (Exception, SystemExit) as why:  # noqa: BLE001 - only runs once something failed
             msg = f"the result of fn ({type(value).__name__}) could not be pickled: {_why(why)}"
             result.values[pos] = SerializationError(msg)
             result.failed[pos] = None
@@ -179,7 +179,7 @@ def _run(
         return ChunkResult(error=InitializerError(msg), error_tb=format_exception(exc))
     try:
         chunk = Chunk(start, loads(payload))
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a rebuild may raise anything
         msg = f"the items could not be unpickled in the worker: {_why(exc)}"
         return ChunkResult(error=SerializationError(msg), error_tb=format_exception(exc))
     return run_chunk(job, chunk, progress=marks, slot=2 * slot + 1)

@@ -115,3 +115,79 @@ def append_to(path: str, x: int) -> int:
     with open(path, "a") as f:  # noqa: PTH123 - a plain append is the point
         f.write(f"{x}\n")
     return x
+
+
+# --- faults, stage by stage (see tests/test_faults.py) ---------------------------------------
+
+
+def _in_worker() -> bool:
+    import multiprocessing  # noqa: PLC0415
+
+    return multiprocessing.parent_process() is not None
+
+
+def _rebuild_only_in_caller() -> OnlyInCaller:
+    if _in_worker():
+        raise ValueError("this object cannot be rebuilt in a worker")
+    return OnlyInCaller()
+
+
+def _rebuild_only_in_worker() -> OnlyInWorker:
+    if not _in_worker():
+        raise ValueError("this object cannot be rebuilt in the caller")
+    return OnlyInWorker()
+
+
+class OnlyInCaller:
+    """Pickles anywhere, unpickles only in the caller: an argument that fails in the worker."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _rebuild_only_in_caller, ()
+
+
+class OnlyInWorker:
+    """Unpickles only in a worker: a result that fails to unpickle in the caller."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _rebuild_only_in_worker, ()
+
+
+class ExitOnPickle:
+    """Raises SystemExit when pickled."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise SystemExit("no pickling for me")
+
+
+class NotRebuildableError(Exception):
+    """Pickles, but cannot be rebuilt: its __init__ needs two arguments."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a} and {b}")
+
+
+def fault(item: tuple[str, int]) -> Any:
+    """Run item ``(kind, x)``: ``kind`` says how this item goes wrong ("ok" for not at all)."""
+    import ctypes  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    kind, x = item
+    if kind == "exit":
+        os._exit(3)
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "segfault":
+        ctypes.string_at(0)
+    if kind == "unpicklable-result":
+        return threading.Lock()
+    if kind == "exit-on-pickle-result":
+        return ExitOnPickle()
+    if kind == "caller-unpicklable-result":
+        return OnlyInWorker()
+    if kind == "not-rebuildable":
+        raise NotRebuildableError(1, 2)
+    if kind == "pid-then-sleep":
+        with open(f"{x}", "w") as f:  # noqa: PTH123 - x is a path here
+            f.write(str(os.getpid()))
+        time.sleep(60)
+    return x
