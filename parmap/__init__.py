@@ -7,7 +7,7 @@
 Everything public is listed in ``__all__``; modules whose names start with ``_`` are private.
 """
 
-from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter, ThreadAdapter
+from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
 from parmap._api import pmap
 from parmap._cpus import available_cpus
 from parmap._errors import (
@@ -20,6 +20,7 @@ from parmap._errors import (
 )
 from parmap._process import ProcessAdapter
 from parmap._task import Chunk, ChunkResult, Job
+from parmap._threads import ThreadAdapter
 from parmap._worker import run_chunk
 
 __all__ = (

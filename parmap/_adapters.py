@@ -17,15 +17,28 @@ from __future__ import annotations
 
 import abc
 import types
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, InvalidStateError, ThreadPoolExecutor
 
 from typing_extensions import Self
 
-from parmap._cpus import available_cpus, default_workers
+from parmap._cpus import available_cpus
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
 
-__all__ = ["Adapter", "ExecutorAdapter", "SerialAdapter", "ThreadAdapter"]
+__all__ = ["Adapter", "ExecutorAdapter", "SerialAdapter", "settle"]
+
+
+def settle(
+    future: Future[ChunkResult], result: ChunkResult | None = None, exc: BaseException | None = None
+) -> None:
+    """Set a chunk future's result or exception, unless the driver cancelled it meanwhile."""
+    try:
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    except InvalidStateError:
+        pass
 
 
 class Adapter(abc.ABC):
@@ -38,6 +51,9 @@ class Adapter(abc.ABC):
 
     #: Seconds of work to put in one chunk when ``chunksize`` is automatic.
     chunk_seconds: float = 0.02
+    #: Whether the adapter enforces ``Job.timeout`` (fails an overdue item with ItemTimeoutError,
+    #: by position, and replaces its worker). ``pmap(timeout=...)`` refuses adapters that do not.
+    supports_timeout: bool = False
 
     @property
     @abc.abstractmethod
@@ -148,43 +164,3 @@ class ExecutorAdapter(Adapter):
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:  # noqa: ARG002
         """Leave the borrowed executor running (the driver cancels its own futures)."""
         self._running = False
-
-
-class ThreadAdapter(Adapter):
-    """Runs chunks on threads of this process: for I/O-bound ``fn`` (and code that frees the GIL).
-
-    Its threads live from :meth:`start` to :meth:`shutdown`; nothing is pickled.
-    """
-
-    chunk_seconds = 0.01
-
-    def __init__(self, workers: int | None = None) -> None:
-        self._workers = workers or default_workers("thread")
-        self._executor: ThreadPoolExecutor | None = None
-
-    @property
-    def workers(self) -> int:
-        """The number of threads (started on demand, up to this many)."""
-        return self._workers
-
-    @property
-    def running(self) -> bool:
-        """True between start and shutdown."""
-        return self._executor is not None
-
-    def start(self) -> None:
-        """Create the thread pool."""
-        self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="parmap")
-
-    def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
-        """Hand the chunk to a thread."""
-        if self._executor is None:
-            msg = "ThreadAdapter.submit() called before start()"
-            raise RuntimeError(msg)
-        return self._executor.submit(run_chunk, job, chunk)
-
-    def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
-        """Stop the threads; with ``wait`` they are joined (running chunks finish first)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=wait, cancel_futures=cancel)
-            self._executor = None

@@ -8,10 +8,11 @@ from concurrent.futures import Executor
 from contextlib import closing
 from typing import Any, Literal, TypeVar, overload
 
-from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter, ThreadAdapter
+from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
 from parmap._driver import drive
 from parmap._process import ProcessAdapter
 from parmap._task import Job
+from parmap._threads import ThreadAdapter
 from parmap._worker import in_worker_process
 
 __all__ = ["MODES", "pmap"]
@@ -79,6 +80,7 @@ def pmap(
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
     on_error: OnError = ...,
+    timeout: float | None = ...,
     indexed: Literal[False] = ...,
     lazy: Literal[False] = ...,
 ) -> list[R]: ...
@@ -97,6 +99,7 @@ def pmap(
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
     on_error: OnError = ...,
+    timeout: float | None = ...,
     indexed: Literal[False] = ...,
     lazy: Literal[True],
 ) -> Iterator[R]: ...
@@ -115,6 +118,7 @@ def pmap(
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
     on_error: OnError = ...,
+    timeout: float | None = ...,
     indexed: Literal[True],
     lazy: Literal[False] = ...,
 ) -> list[tuple[int, R]]: ...
@@ -133,6 +137,7 @@ def pmap(
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
     on_error: OnError = ...,
+    timeout: float | None = ...,
     indexed: Literal[True],
     lazy: Literal[True],
 ) -> Iterator[tuple[int, R]]: ...
@@ -150,6 +155,7 @@ def pmap(
     initializer: Callable[..., object] | None = None,
     initargs: tuple[Any, ...] = (),
     on_error: OnError = "raise",
+    timeout: float | None = None,
     indexed: bool = False,
     lazy: bool = False,
 ) -> list[Any] | Iterator[Any]:
@@ -177,6 +183,11 @@ def pmap(
         on_error: ``"raise"``: the first failing item (in delivery order) stops the map, and
             its exception propagates after the results before it. ``"return"``: a failed
             item's exception object stands in its place and the map goes on.
+        timeout: seconds one item may run. An item that runs longer fails with
+            :class:`ItemTimeoutError` (a ``TimeoutError``) and the map goes on under
+            ``on_error``: in process mode its worker is killed and replaced; in thread mode a
+            fresh thread takes over and the stuck one finishes ``fn`` in the background. Serial
+            mode and borrowed executors cannot interrupt ``fn`` and refuse a timeout.
         indexed: True: each result comes as ``(input_index, result)``.
         lazy: False: return a list. True: return an iterator that yields results as they
             arrive and reads ``items`` lazily (bounded memory for unbounded input); its
@@ -205,9 +216,26 @@ def pmap(
     if on_error not in ON_ERROR:
         msg = f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, got {on_error!r}"
         raise ValueError(msg)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
+        raise ValueError(msg)
     adapter, owned = _adapter_for(mode, workers)
+    if timeout is not None and not adapter.supports_timeout:
+        msg = (
+            f"timeout={timeout!r} cannot be enforced by {type(adapter).__name__}, which cannot interrupt fn: "
+            "use mode='thread' or mode='process'"
+        )
+        raise ValueError(msg)
+    keep_going = on_error == "return"
     job = Job(
-        fn, star=star, initializer=initializer, initargs=tuple(initargs), keep_going=on_error == "return"
+        fn,
+        star=star,
+        initializer=initializer,
+        initargs=tuple(initargs),
+        keep_going=keep_going,
+        timeout=timeout,
     )
     batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
     if lazy:

@@ -32,19 +32,19 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
-import os
-import signal
-import sys
 import threading
+import time
 from collections import deque
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from parmap._adapters import Adapter
+from parmap._adapters import Adapter, settle
 from parmap._cpus import default_workers
-from parmap._errors import SerializationError, WorkerDiedError
+from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, WorkerDiedError
+from parmap._launch import default_start_method, describe_exit, preload_in_fork_server, unpicklable_item
 from parmap._serialize import dumps, loads
+from parmap._stopwatch import Stopwatch, poll_interval
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import READY, STOP, process_worker
 
@@ -52,74 +52,7 @@ __all__ = ["ProcessAdapter", "default_start_method"]
 
 log = logging.getLogger("parmap")
 
-ENV_START_METHOD = "PARMAP_START_METHOD"
 _JOIN_SECONDS = 2.0
-_PRELOAD = ("parmap._worker", "cloudpickle")  # what every worker needs: imported once, by the server
-
-
-def default_start_method() -> str:
-    """``PARMAP_START_METHOD`` if set, else forkserver where available (not macOS), else spawn."""
-    env = os.environ.get(ENV_START_METHOD, "").strip()
-    if env:
-        return env
-    if sys.platform != "darwin" and "forkserver" in multiprocessing.get_all_start_methods():
-        return "forkserver"
-    return "spawn"
-
-
-def _preload_in_fork_server() -> None:
-    """Have the fork server import parmap's worker side once, so each worker need not.
-
-    Adds to the preload list (never replaces what the caller set); it takes effect when the
-    fork server starts, and changes nothing for one already running.
-    """
-    from multiprocessing import forkserver  # noqa: PLC0415 - POSIX only
-
-    current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])  # noqa: SLF001
-    wanted = [m for m in _PRELOAD if m not in current]
-    if wanted:
-        forkserver.set_forkserver_preload(current + wanted)
-
-
-def _how_it_died(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "it stopped answering"
-    if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
-def _unpicklable_item(chunk: Chunk) -> SerializationError:
-    """The error for a chunk that could not be pickled, naming (by position) the first bad item."""
-    for pos, item in enumerate(chunk.items):
-        try:
-            dumps(item)
-        except (KeyboardInterrupt, GeneratorExit):  # noqa: PERF203 - only runs once pickling failed
-            raise
-        except BaseException as exc:  # noqa: BLE001
-            error = SerializationError(
-                f"item {chunk.start + pos} could not be pickled to send it to a worker process: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            error.position = pos
-            return error
-    return SerializationError(
-        f"items {chunk.start}..{chunk.start + len(chunk.items) - 1} could not be pickled"
-    )
-
-
-def _resolve(future: Future[ChunkResult], result: Any = None, exc: BaseException | None = None) -> None:
-    """Settle a future unless the driver cancelled it meanwhile."""
-    try:
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-    except InvalidStateError:
-        pass
 
 
 class _Task:
@@ -135,7 +68,7 @@ class _Task:
 
 
 class _Worker:
-    __slots__ = ("conn", "jobs", "proc", "ready", "slot", "stopping", "task")
+    __slots__ = ("conn", "jobs", "proc", "ready", "slot", "stopping", "task", "timed_out")
 
     def __init__(self, proc: Any, conn: Connection, slot: int) -> None:
         self.proc = proc
@@ -145,6 +78,7 @@ class _Worker:
         self.ready = False
         self.stopping = False
         self.task: _Task | None = None
+        self.timed_out: int | None = None  # position of the item it was killed for, past its timeout
 
 
 class ProcessAdapter(Adapter):
@@ -159,6 +93,7 @@ class ProcessAdapter(Adapter):
     """
 
     chunk_seconds = 0.05
+    supports_timeout = True
 
     def __init__(self, workers: int | None = None, *, start_method: str | None = None) -> None:
         self._max = workers or default_workers("process")
@@ -177,6 +112,7 @@ class ProcessAdapter(Adapter):
         self._progress: Any = None  # shared (chunk_id, position) pairs, one per worker slot
         self._marks: memoryview | None = None
         self._free_slots: list[int] = []
+        self._stopwatch = Stopwatch()
         self._closing = False  # no new submissions; workers stop once the queue is empty
         self._killing = False  # workers are being terminated: deaths are expected
 
@@ -201,7 +137,7 @@ class ProcessAdapter(Adapter):
             return
         self._ctx: Any = multiprocessing.get_context(self.start_method)  # typeshed lacks .Process
         if self.start_method == "forkserver":
-            _preload_in_fork_server()
+            preload_in_fork_server()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         # Each worker records which item it runs here, so a death or a hang names that item.
         self._progress = self._ctx.RawArray("q", 2 * self._max)
@@ -221,7 +157,7 @@ class ProcessAdapter(Adapter):
             raise
         except BaseException:  # noqa: BLE001 - even SystemExit from a __reduce__ is this item's error
             future: Future[ChunkResult] = Future()
-            future.set_exception(_unpicklable_item(chunk))
+            future.set_exception(unpicklable_item(chunk))
             return future
         task = _Task(next(self._ids), job, chunk, items)
         with self._lock:
@@ -282,7 +218,7 @@ class ProcessAdapter(Adapter):
                 job = task.job.payload()
             except Exception as exc:  # noqa: BLE001 - fn itself cannot travel: say so, per chunk
                 msg = f"fn or the initializer could not be pickled: {type(exc).__name__}: {exc}"
-                _resolve(task.future, exc=SerializationError(msg))
+                settle(task.future, exc=SerializationError(msg))
                 return True
         try:
             worker.conn.send_bytes(dumps((task.chunk_id, task.start, task.job.token, job is not None)))
@@ -294,6 +230,7 @@ class ProcessAdapter(Adapter):
             return False
         worker.jobs.add(task.job.token)
         worker.task = task
+        self._stopwatch.forget(worker.slot)
         return True
 
     def _feed(self, worker: _Worker) -> None:
@@ -340,7 +277,11 @@ class ProcessAdapter(Adapter):
                         return
                     by_conn = {w.conn: w for w in self._pool}
                     by_sentinel = {w.proc.sentinel: w for w in self._pool}
-                for obj in wait([self._wake_r, *by_conn, *by_sentinel]):
+                    timeouts = [w.task.job.timeout for w in self._pool if w.task and w.task.job.timeout]
+                ready = wait([self._wake_r, *by_conn, *by_sentinel], poll_interval(timeouts))
+                if timeouts:
+                    self._kill_overdue()
+                for obj in ready:
                     if obj is self._wake_r:
                         while self._wake_r.poll():
                             self._wake_r.recv_bytes()
@@ -353,7 +294,22 @@ class ProcessAdapter(Adapter):
             with self._lock:
                 tasks = [*self._pending, *(w.task for w in self._pool if w.task is not None)]
             for task in tasks:
-                _resolve(task.future, exc=WorkerDiedError("parmap's process collector failed"))
+                settle(task.future, exc=WorkerDiedError("parmap's process collector failed"))
+
+    def _kill_overdue(self) -> None:
+        """Kill each worker whose current item has run past its call's timeout."""
+        assert self._marks is not None
+        now = time.monotonic()
+        with self._lock:
+            for w in self._pool:
+                task = w.task
+                if task is None or not task.job.timeout or w.timed_out is not None:
+                    continue
+                mark = (self._marks[2 * w.slot], self._marks[2 * w.slot + 1])
+                running = mark[0] == task.chunk_id and mark[1] >= 0
+                if running and self._stopwatch.overdue(w.slot, mark, task.job.timeout, now):
+                    w.timed_out = mark[1]
+                    w.proc.kill()  # SIGKILL: a stuck item may ignore or block SIGTERM
 
     def _read(self, worker: _Worker) -> None:
         if worker not in self._pool:
@@ -380,9 +336,9 @@ class ProcessAdapter(Adapter):
         except BaseException as exc:  # noqa: BLE001 - a rebuild that raises SystemExit included
             last = task.start + task.size - 1
             msg = f"the results of items {task.start}..{last} could not be unpickled in the caller"
-            _resolve(task.future, exc=SerializationError(f"{msg}: {type(exc).__name__}: {exc}"))
+            settle(task.future, exc=SerializationError(f"{msg}: {type(exc).__name__}: {exc}"))
         else:
-            _resolve(task.future, result)
+            settle(task.future, result)
 
     def _gone(self, worker: _Worker) -> None:
         """A worker's process ended: report its chunk, replace it if work is queued."""
@@ -395,7 +351,7 @@ class ProcessAdapter(Adapter):
             pass
         worker.proc.join(_JOIN_SECONDS)
         pid = worker.proc.pid
-        how = _how_it_died(worker.proc.exitcode)
+        how = describe_exit(worker.proc.exitcode)
         with self._lock:
             self._pool.remove(worker)
             self._free_slots.append(worker.slot)
@@ -412,21 +368,31 @@ class ProcessAdapter(Adapter):
         if worker.stopping and task is None:
             return
         if task is not None:
-            pos = self._running_position(worker, task)
-            if pos is None:
-                what = f"items {task.start}..{task.start + task.size - 1}"
-            else:
-                what = f"item {task.start + pos}"
-            error = WorkerDiedError(f"a worker process (pid {pid}) died ({how}) while running {what}")
-            error.position = pos
-            _resolve(task.future, exc=error)
+            settle(task.future, exc=self._death_error(worker, task, pid, how))
         for t in doomed:
             msg = (
                 f"a worker process (pid {pid}) failed to start ({how}); its error is on stderr. "
                 f"Under the {self.start_method!r} start method workers import the main module: "
                 "guard the script's code with `if __name__ == '__main__':`, and run it from a file"
             )
-            _resolve(t.future, exc=WorkerDiedError(msg))
+            settle(t.future, exc=WorkerDiedError(msg))
+
+    def _death_error(self, worker: _Worker, task: _Task, pid: int | None, how: str) -> ParmapError:
+        """What the end of ``worker`` means for the item it ran: a timeout or a death."""
+        if worker.timed_out is not None:
+            error: ParmapError = ItemTimeoutError(
+                f"item {task.start + worker.timed_out} ran longer than timeout={task.job.timeout:g} s; "
+                f"its worker process (pid {pid}) was killed and replaced"
+            )
+            error.position = worker.timed_out
+            return error
+        pos = self._running_position(worker, task)
+        what = (
+            f"items {task.start}..{task.start + task.size - 1}" if pos is None else f"item {task.start + pos}"
+        )
+        error = WorkerDiedError(f"a worker process (pid {pid}) died ({how}) while running {what}")
+        error.position = pos
+        return error
 
     def _running_position(self, worker: _Worker, task: _Task) -> int | None:
         """Position in ``task`` of the item ``worker`` was running, if its progress says."""

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import MutableSequence
 from typing import TYPE_CHECKING, Any
 
 from parmap._errors import InitializerError, SerializationError
@@ -58,7 +59,7 @@ def run_chunk(
     chunk: Chunk,
     *,
     in_caller: bool = False,
-    progress: memoryview | None = None,
+    progress: MutableSequence[int] | None = None,
     slot: int = 0,
 ) -> ChunkResult:
     """Apply ``job.fn`` to each item of ``chunk``; an exception takes its item's place.

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from parmap import pmap
-from parmap._process import default_start_method
+from parmap._launch import default_start_method
 
 # The behaviour suite runs once per entry; process-based ones carry the `process` marker.
 MODE_PARAMS = [

@@ -16,7 +16,7 @@ import pytest
 from conftest import Snapshot, wait_for_no_leaks
 
 from parmap import ProcessAdapter, SerializationError, WorkerDiedError, pmap
-from parmap._process import default_start_method
+from parmap._launch import default_start_method
 
 pytestmark = pytest.mark.process
 

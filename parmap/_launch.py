@@ -1,0 +1,77 @@
+"""How worker processes start (start method, fork server preload) and how their ends read."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+
+from parmap._errors import SerializationError
+from parmap._serialize import dumps
+from parmap._task import Chunk
+
+__all__ = [
+    "ENV_START_METHOD",
+    "default_start_method",
+    "describe_exit",
+    "preload_in_fork_server",
+    "unpicklable_item",
+]
+
+ENV_START_METHOD = "PARMAP_START_METHOD"
+_PRELOAD = ("parmap._worker", "cloudpickle")  # what every worker needs: imported once, by the server
+
+
+def default_start_method() -> str:
+    """``PARMAP_START_METHOD`` if set, else forkserver where available (not macOS), else spawn."""
+    env = os.environ.get(ENV_START_METHOD, "").strip()
+    if env:
+        return env
+    if sys.platform != "darwin" and "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return "spawn"
+
+
+def preload_in_fork_server() -> None:
+    """Have the fork server import parmap's worker side once, so each worker need not.
+
+    Adds to the preload list (never replaces what the caller set); it takes effect when the
+    fork server starts, and changes nothing for one already running.
+    """
+    from multiprocessing import forkserver  # noqa: PLC0415 - POSIX only
+
+    current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])  # noqa: SLF001
+    wanted = [m for m in _PRELOAD if m not in current]
+    if wanted:
+        forkserver.set_forkserver_preload(current + wanted)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "it stopped answering"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def unpicklable_item(chunk: Chunk) -> SerializationError:
+    """The error for a chunk that could not be pickled, naming (by position) the first bad item."""
+    for pos, item in enumerate(chunk.items):
+        try:
+            dumps(item)
+        except (KeyboardInterrupt, GeneratorExit):  # noqa: PERF203 - only runs once pickling failed
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            error = SerializationError(
+                f"item {chunk.start + pos} could not be pickled to send it to a worker process: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.position = pos
+            return error
+    return SerializationError(
+        f"items {chunk.start}..{chunk.start + len(chunk.items) - 1} could not be pickled"
+    )
