@@ -55,6 +55,11 @@ log = logging.getLogger("parmap")
 _JOIN_SECONDS = 2.0
 
 
+def _exiting() -> bool:
+    """True once the interpreter shuts down (its main thread has finished)."""
+    return not threading.main_thread().is_alive()
+
+
 class _Task:
     __slots__ = ("chunk_id", "future", "items", "job", "size", "start")
 
@@ -249,6 +254,8 @@ class ProcessAdapter(Adapter):
 
     def _grow(self) -> None:
         """Start a worker if queued chunks outnumber the workers already starting."""
+        if _exiting():
+            return  # multiprocessing ends our (daemonic) workers at exit: start no new ones
         starting = sum(1 for w in self._pool if not w.ready)
         live = sum(1 for w in self._pool if not w.stopping)
         if len(self._pending) > starting and live < self._max:
@@ -273,8 +280,8 @@ class ProcessAdapter(Adapter):
         try:
             while True:
                 with self._lock:
-                    if self._collector is None:
-                        return
+                    if self._collector is None or _exiting():
+                        return  # at interpreter exit, multiprocessing itself ends daemonic workers
                     by_conn = {w.conn: w for w in self._pool}
                     by_sentinel = {w.proc.sentinel: w for w in self._pool}
                     timeouts = [w.task.job.timeout for w in self._pool if w.task and w.task.job.timeout]
@@ -423,4 +430,5 @@ class ProcessAdapter(Adapter):
             proc.kill()
             proc.join()
         worker.conn.close()
-        proc.close()
+        if not _exiting():  # multiprocessing's exit hook still joins the process object
+            proc.close()

@@ -8,7 +8,11 @@ the caller's thread. ``process_worker`` is the main function of the processes th
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import signal
+import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -139,6 +143,31 @@ def encode_result(chunk_id: int, result: ChunkResult) -> bytes:
     return dumps((chunk_id, result))
 
 
+def _exit_with_caller(conn: Connection) -> None:
+    """End this worker as soon as its caller is gone, even while ``fn`` runs (POSIX).
+
+    The worker's pipe is a socket pair: when the caller dies, its end closes and the socket
+    reads as end-of-file. A daemon thread waits for the socket to become readable and peeks;
+    data there is for the main thread (which reads it at once), end-of-file means exit.
+    """
+    if sys.platform == "win32":  # a named pipe, not a socket: the worker ends at its next read
+        return
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+
+    def watch() -> None:
+        while True:
+            select.select([sock], [], [])
+            try:
+                alive = sock.recv(1, socket.MSG_PEEK) != b""
+            except OSError:
+                alive = False
+            if not alive:
+                os._exit(1)
+            time.sleep(0.05)  # a frame waits for the main thread: give it time to take it
+
+    threading.Thread(target=watch, name="parmap-caller-watch", daemon=True).start()
+
+
 def process_worker(conn: Connection, progress: Any = None, slot: int = 0) -> None:
     """Main loop of a worker process: read a chunk, run it, send its result, until told to stop.
 
@@ -152,6 +181,7 @@ def process_worker(conn: Connection, progress: Any = None, slot: int = 0) -> Non
     # Ctrl-C goes to the caller, which ends the workers; a worker must not die half-way on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     marks = memoryview(progress).cast("B").cast("q") if progress is not None else None
+    _exit_with_caller(conn)
     conn.send_bytes(READY)
     while True:
         try:
