@@ -7,16 +7,11 @@ import os
 import signal
 import sys
 
-from parmap._errors import SerializationError
-from parmap._serialize import dumps
-from parmap._task import Chunk
-
 __all__ = [
     "ENV_START_METHOD",
     "default_start_method",
     "describe_exit",
     "preload_in_fork_server",
-    "unpicklable_item",
 ]
 
 ENV_START_METHOD = "PARMAP_START_METHOD"
@@ -56,22 +51,3 @@ def describe_exit(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exit code {exitcode}"
-
-
-def unpicklable_item(chunk: Chunk) -> SerializationError:
-    """The error for a chunk that could not be pickled, naming (by position) the first bad item."""
-    for pos, item in enumerate(chunk.items):
-        try:
-            dumps(item)
-        except (KeyboardInterrupt, GeneratorExit):  # noqa: PERF203 - only runs once pickling failed
-            raise
-        except BaseException as exc:  # noqa: BLE001
-            error = SerializationError(
-                f"item {chunk.start + pos} could not be pickled to send it to a worker process: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            error.position = pos
-            return error
-    return SerializationError(
-        f"items {chunk.start}..{chunk.start + len(chunk.items) - 1} could not be pickled"
-    )

@@ -42,10 +42,10 @@ from typing import Any
 from parmap._adapters import Adapter, settle
 from parmap._cpus import default_workers
 from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, WorkerDiedError
-from parmap._launch import default_start_method, describe_exit, preload_in_fork_server, unpicklable_item
+from parmap._launch import default_start_method, describe_exit, preload_in_fork_server
 from parmap._serialize import dumps, loads
 from parmap._stopwatch import Stopwatch, poll_interval
-from parmap._task import Chunk, ChunkResult, Job
+from parmap._task import Chunk, ChunkResult, Job, dump_items
 from parmap._worker import READY, STOP, process_worker
 
 __all__ = ["ProcessAdapter", "default_start_method"]
@@ -157,12 +157,10 @@ class ProcessAdapter(Adapter):
     def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
         """Queue ``chunk``; it goes to the first idle worker. Items are pickled here and now."""
         try:
-            items = dumps(chunk.items)
-        except (KeyboardInterrupt, GeneratorExit):
-            raise
-        except BaseException:  # noqa: BLE001 - even SystemExit from a __reduce__ is this item's error
+            items = dump_items(chunk)
+        except SerializationError as exc:
             future: Future[ChunkResult] = Future()
-            future.set_exception(unpicklable_item(chunk))
+            future.set_exception(exc)
             return future
         task = _Task(next(self._ids), job, chunk, items)
         with self._lock:

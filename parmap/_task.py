@@ -15,9 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from parmap._errors import SerializationError
 from parmap._serialize import dumps, dumps_by_value, loads
 
-__all__ = ["Chunk", "ChunkResult", "Job", "restore_job"]
+__all__ = [
+    "Chunk",
+    "ChunkResult",
+    "Job",
+    "format_exception",
+    "portable_exception",
+    "rebuild_chunk",
+    "rebuild_result",
+    "restore_job",
+]
 
 _tokens = itertools.count()
 _CACHE_SIZE = 8  # a worker serves one call at a time, a reusable pool a few in a row
@@ -90,18 +100,56 @@ def restore_job(token: str, payload: bytes | None) -> Job:
 
 @dataclass(slots=True)
 class Chunk:
-    """Consecutive items of the input; ``start`` is the input index of the first."""
+    """Consecutive items of the input; ``start`` is the input index of the first.
+
+    ``broken`` says why the items could not be unpickled where the chunk arrived (then
+    ``items`` is empty and running the chunk reports that as a chunk-level error).
+    """
 
     start: int
     items: list[Any]
+    broken: str | None = None
 
     def __reduce__(self) -> tuple[Callable[[int, bytes], Chunk], tuple[int, bytes]]:
         # Any executor that pickles chunks gets parmap's pickling: cloudpickle where pickle fails.
-        return _rebuild_chunk, (self.start, dumps(self.items))
+        return rebuild_chunk, (self.start, dump_items(self))
 
 
-def _rebuild_chunk(start: int, items: bytes) -> Chunk:
-    return Chunk(start, loads(items))
+def _unpicklable_item(chunk: Chunk) -> SerializationError:
+    """The error for a chunk that could not be pickled, naming (by position) the first bad item."""
+    for pos, item in enumerate(chunk.items):
+        try:
+            dumps(item)
+        except (KeyboardInterrupt, GeneratorExit):  # noqa: PERF203 - only runs once pickling failed
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            error = SerializationError(
+                f"item {chunk.start + pos} could not be pickled to send it to a worker process: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.position = pos
+            return error
+    return SerializationError(
+        f"items {chunk.start}..{chunk.start + len(chunk.items) - 1} could not be pickled"
+    )
+
+
+def dump_items(chunk: Chunk) -> bytes:
+    """Pickle a chunk's items; if one cannot be, raise a SerializationError naming it (by position)."""
+    try:
+        return dumps(chunk.items)
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException:  # noqa: BLE001 - even SystemExit from a __reduce__ is this item's error
+        raise _unpicklable_item(chunk) from None
+
+
+def rebuild_chunk(start: int, items: bytes) -> Chunk:
+    """Unpickle a chunk's items; a failure makes a broken chunk instead of killing the worker."""
+    try:
+        return Chunk(start, loads(items))
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a __reduce__ may raise anything
+        return Chunk(start, [], f"the items could not be unpickled in the worker: {_why(exc)}")
 
 
 @dataclass(slots=True)
@@ -123,10 +171,24 @@ class ChunkResult:
     error_tb: str | None = None
 
     def __reduce__(self) -> tuple[Callable[[bytes], ChunkResult], tuple[bytes]]:
-        # Tracebacks do not pickle: keep their text for the caller (made here, only when needed).
-        failed = {pos: tb or format_exception(self.values[pos]) for pos, tb in self.failed.items()}
-        state = (self.values, failed, self.elapsed, self.error, self.error_tb)
-        return _rebuild_result, (dumps(state),)
+        # Tracebacks do not pickle: keep their text for the caller (made here, only when needed),
+        # and send an exception only in a form the caller can rebuild.
+        values, failed = list(self.values), {}
+        for pos, tb in self.failed.items():
+            failed[pos] = tb or format_exception(values[pos])
+            values[pos] = portable_exception(values[pos])
+        error = None if self.error is None else portable_exception(self.error)
+        try:
+            data = dumps((values, failed, self.elapsed, error, self.error_tb))
+        except (Exception, SystemExit):  # noqa: BLE001 - a result cannot be pickled: which one?
+            for pos, value in enumerate(values):
+                why = None if pos in failed else _pickling_error(value)
+                if why is not None:
+                    msg = f"the result of fn ({type(value).__name__}) could not be pickled: {_why(why)}"
+                    values[pos] = SerializationError(msg)
+                    failed[pos] = ""
+            data = dumps((values, failed, self.elapsed, error, self.error_tb))
+        return rebuild_result, (data,)
 
 
 def format_exception(exc: BaseException) -> str:
@@ -134,5 +196,35 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def _rebuild_result(data: bytes) -> ChunkResult:
-    return ChunkResult(*loads(data))
+def rebuild_result(data: bytes) -> ChunkResult:
+    """Unpickle a chunk's result in the caller; a failure becomes the chunk's error, not a crash."""
+    try:
+        return ChunkResult(*loads(data))
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a __reduce__ may raise anything
+        return ChunkResult(
+            error=SerializationError(f"the results could not be unpickled in the caller: {_why(exc)}")
+        )
+
+
+def _pickling_error(value: object) -> BaseException | None:
+    try:
+        dumps(value)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
+        return exc
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def portable_exception(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling and unpickling, else a SerializationError describing it."""
+    try:
+        loads(dumps(exc))
+    except (Exception, SystemExit) as why:  # noqa: BLE001 - whatever breaks, say so clearly
+        msg = (
+            f"fn raised {type(exc).__name__}({exc}), which could not be sent back to the caller: {_why(why)}"
+        )
+        return SerializationError(msg)
+    return exc

@@ -7,7 +7,6 @@ the caller's thread. ``process_worker`` is the main function of the processes th
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from parmap._errors import InitializerError, SerializationError
 from parmap._serialize import dumps, loads
-from parmap._task import Chunk, ChunkResult, Job, format_exception, restore_job
+from parmap._task import Chunk, ChunkResult, Job, format_exception, rebuild_chunk, restore_job
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -78,6 +77,8 @@ def run_chunk(
         slot: this worker's index in ``progress``.
     """
     started = time.perf_counter()
+    if chunk.broken is not None:
+        return ChunkResult(error=SerializationError(chunk.broken))
     try:
         _ensure_initialized(job)
     except BaseException as exc:
@@ -107,40 +108,6 @@ def run_chunk(
 
 def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives pickling and unpickling, else a SerializationError that describes it."""
-    try:
-        loads(dumps(exc))
-    except (Exception, SystemExit) as why:  # noqa: BLE001 - whatever breaks, say so clearly
-        msg = (
-            f"fn raised {type(exc).__name__}({exc}), which could not be sent back to the caller: {_why(why)}"
-        )
-        return SerializationError(msg)
-    return exc
-
-
-def encode_result(chunk_id: int, result: ChunkResult) -> bytes:
-    """Pickle a chunk's result; what cannot cross to the caller becomes a SerializationError."""
-    for pos in result.failed:  # exceptions first: one that cannot be rebuilt would fail the caller
-        exc = result.values[pos]
-        result.failed[pos] = format_exception(exc)
-        result.values[pos] = _portable(exc)
-    if result.error is not None:
-        result.error = _portable(result.error)
-    with contextlib.suppress(Exception, SystemExit):  # on failure, find the culprits below
-        return dumps((chunk_id, result))
-    for pos, value in enumerate(result.values):
-        if pos in result.failed:
-            continue
-        try:
-            dumps(value)
-        except (Exception, SystemExit) as why:  # noqa: BLE001 - only runs once something failed
-            msg = f"the result of fn ({type(value).__name__}) could not be pickled: {_why(why)}"
-            result.values[pos] = SerializationError(msg)
-            result.failed[pos] = None
-    return dumps((chunk_id, result))
 
 
 def _exit_with_caller(conn: Connection) -> None:
@@ -195,9 +162,8 @@ def process_worker(conn: Connection, progress: Any = None, slot: int = 0) -> Non
             return
         if marks is not None:
             marks[2 * slot], marks[2 * slot + 1] = chunk_id, -1
-        conn.send_bytes(
-            encode_result(chunk_id, _run(token, job_bytes, start, payload, marks=marks, slot=slot))
-        )
+        result = _run(token, job_bytes, start, payload, marks=marks, slot=slot)
+        conn.send_bytes(dumps((chunk_id, result)))  # ChunkResult pickles what it can, names what it cannot
 
 
 def _run(
@@ -208,9 +174,4 @@ def _run(
     except Exception as exc:  # noqa: BLE001
         msg = f"fn or the initializer could not be unpickled in the worker: {_why(exc)}"
         return ChunkResult(error=InitializerError(msg), error_tb=format_exception(exc))
-    try:
-        chunk = Chunk(start, loads(payload))
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a rebuild may raise anything
-        msg = f"the items could not be unpickled in the worker: {_why(exc)}"
-        return ChunkResult(error=SerializationError(msg), error_tb=format_exception(exc))
-    return run_chunk(job, chunk, progress=marks, slot=2 * slot + 1)
+    return run_chunk(job, rebuild_chunk(start, payload), progress=marks, slot=2 * slot + 1)

@@ -18,6 +18,7 @@ from typing import Any
 
 import helpers
 import pytest
+from conftest import make_mode
 
 from parmap import SerializationError, WorkerDiedError, pmap
 
@@ -78,13 +79,34 @@ FAULTS = [
 @pytest.mark.parametrize(("bad", "error", "pattern"), [f[1:] for f in FAULTS], ids=[f[0] for f in FAULTS])
 def test_fault_costs_only_its_item(bad: Any, error: type[Exception], pattern: str) -> None:
     got = pmap(helpers.fault, items_with(bad), mode="process", workers=2, chunksize=4, on_error="return")
+    check_only_its_item(got, error, pattern)
+    assert pmap(helpers.square, range(10), mode="process") == [x * x for x in range(10)]  # all is well after
+
+
+SERIALIZATION_FAULTS = [f for f in FAULTS if f[2] is SerializationError]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "pattern"),
+    [f[1:] for f in SERIALIZATION_FAULTS],
+    ids=[f[0] for f in SERIALIZATION_FAULTS],
+)
+def test_fault_costs_only_its_item_on_a_borrowed_process_pool(
+    bad: Any, error: type[Exception], pattern: str
+) -> None:
+    # A worker death breaks a ProcessPoolExecutor for good (a stdlib limit); pickling faults must not.
+    with make_mode("process-executor") as executor:
+        got = pmap(helpers.fault, items_with(bad), mode=executor, chunksize=4, on_error="return")
+        check_only_its_item(got, error, pattern)
+        assert pmap(helpers.square, range(5), mode=executor) == [0, 1, 4, 9, 16]
+
+
+def check_only_its_item(got: list[Any], error: type[Exception], pattern: str) -> None:
     assert len(got) == 8
     assert isinstance(got[BAD], error), got[BAD]
     assert re.search(pattern, str(got[BAD])), str(got[BAD])
     assert any("item 5 of the input" in note for note in got[BAD].__notes__)
     assert [v for i, v in enumerate(got) if i != BAD] == [i for i in range(8) if i != BAD]
-    # The pool is healthy afterwards: the next map works.
-    assert pmap(helpers.square, range(10), mode="process") == [x * x for x in range(10)]
 
 
 @pytest.mark.parametrize(("bad", "error", "pattern"), [f[1:] for f in FAULTS], ids=[f[0] for f in FAULTS])
