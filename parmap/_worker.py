@@ -57,6 +57,23 @@ def _name(fn: object) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+def _unready(job: Job, chunk: Chunk, *, in_caller: bool) -> ChunkResult | None:
+    """The chunk's error if no item of it can run here, after running the initializer if due."""
+    if chunk.broken is not None:
+        return ChunkResult(error=SerializationError(chunk.broken))
+    try:
+        _ensure_initialized(job)
+    except BaseException as exc:
+        if isinstance(exc, GeneratorExit) or (in_caller and isinstance(exc, KeyboardInterrupt)):
+            raise
+        error = InitializerError(
+            f"the initializer {_name(job.initializer)} raised {type(exc).__name__}: {exc}"
+        )
+        error.__cause__ = exc
+        return ChunkResult(error=error, error_tb=format_exception(exc))
+    return None
+
+
 def run_chunk(
     job: Job,
     chunk: Chunk,
@@ -77,33 +94,40 @@ def run_chunk(
         slot: this worker's index in ``progress``.
     """
     started = time.perf_counter()
-    if chunk.broken is not None:
-        return ChunkResult(error=SerializationError(chunk.broken))
-    try:
-        _ensure_initialized(job)
-    except BaseException as exc:
-        if isinstance(exc, GeneratorExit) or (in_caller and isinstance(exc, KeyboardInterrupt)):
-            raise
-        msg = f"the initializer {_name(job.initializer)} raised {type(exc).__name__}: {exc}"
-        error = InitializerError(msg)
-        error.__cause__ = exc
-        return ChunkResult(error=error, error_tb=format_exception(exc), elapsed=time.perf_counter() - started)
+    unready = _unready(job, chunk, in_caller=in_caller)
+    if unready is not None:
+        return unready
     values: list[Any] = []
     failed: dict[int, str | None] = {}
-    fn, star, keep_going = job.fn, job.star, job.keep_going
-    for pos, item in enumerate(chunk.items):
-        if progress is not None:
-            progress[slot] = pos
-        try:
-            values.append(fn(*item) if star else fn(item))
-        except BaseException as exc:  # SystemExit and other BaseExceptions from fn are results too
-            if isinstance(exc, GeneratorExit) or (in_caller and isinstance(exc, KeyboardInterrupt)):
-                raise
-            values.append(exc)
-            failed[pos] = None  # the traceback text is made only if the result is pickled
-            if not keep_going:
-                break
+    append, fn, keep_going = values.append, job.fn, job.keep_going
+    # The position of an item is len(values) when it starts: values holds one entry per item run.
+    if progress is None and not job.star:  # the hot path, kept free of per-item branches
+        for item in chunk.items:
+            try:
+                append(fn(item))
+            except BaseException as exc:  # noqa: BLE001, PERF203 - SystemExit is a result too; try is free
+                _record(exc, values, failed, in_caller=in_caller)
+                if not keep_going:
+                    break
+    else:
+        for item in chunk.items:
+            if progress is not None:
+                progress[slot] = len(values)
+            try:
+                append(fn(*item) if job.star else fn(item))
+            except BaseException as exc:  # noqa: BLE001 - as above
+                _record(exc, values, failed, in_caller=in_caller)
+                if not keep_going:
+                    break
     return ChunkResult(values, failed, time.perf_counter() - started)
+
+
+def _record(exc: BaseException, values: list[Any], failed: dict[int, str | None], *, in_caller: bool) -> None:
+    """Put an item's exception in its place, or re-raise what must not be kept."""
+    if isinstance(exc, GeneratorExit) or (in_caller and isinstance(exc, KeyboardInterrupt)):
+        raise exc
+    failed[len(values)] = None  # the traceback text is made only if the result is pickled
+    values.append(exc)
 
 
 def _why(exc: BaseException) -> str:
