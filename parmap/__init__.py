@@ -13,6 +13,7 @@ from parmap._cpus import available_cpus
 from parmap._errors import (
     InitializerError,
     ItemTimeoutError,
+    LockUnavailableError,
     ParmapError,
     RemoteTraceback,
     SerializationError,
@@ -21,7 +22,7 @@ from parmap._errors import (
 from parmap._process import ProcessAdapter
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._threads import ThreadAdapter
-from parmap._worker import run_chunk
+from parmap._worker import lock, run_chunk
 
 __all__ = (
     "Adapter",
@@ -31,6 +32,7 @@ __all__ = (
     "InitializerError",
     "ItemTimeoutError",
     "Job",
+    "LockUnavailableError",
     "ParmapError",
     "ProcessAdapter",
     "RemoteTraceback",
@@ -40,6 +42,7 @@ __all__ = (
     "WorkerDiedError",
     "__version__",
     "available_cpus",
+    "lock",
     "pmap",
     "run_chunk",
 )

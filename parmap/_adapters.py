@@ -16,16 +16,18 @@ adapter's per-chunk cost), never by asking which adapter it is.
 from __future__ import annotations
 
 import abc
+import threading
 import types
 from concurrent.futures import Executor, Future, InvalidStateError, ThreadPoolExecutor
 
 from typing_extensions import Self
 
 from parmap._cpus import available_cpus
+from parmap._serialize import dumps_by_value
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
 
-__all__ = ["Adapter", "ExecutorAdapter", "SerialAdapter", "settle"]
+__all__ = ["Adapter", "ExecutorAdapter", "SerialAdapter", "picklable_lock", "settle"]
 
 
 def settle(
@@ -39,6 +41,20 @@ def settle(
             future.set_result(result)  # type: ignore[arg-type]
     except InvalidStateError:
         pass
+
+
+def picklable_lock(lock: object, alternative: str) -> object:
+    """``lock`` if it can travel to worker processes with the job; else a ValueError that says why."""
+    hint = f"pass a lock that can be pickled, such as multiprocessing.Manager().Lock(), or {alternative}"
+    if lock is True:
+        msg = f"lock=True needs workers that share memory or a pool that shares a process lock: {hint}"
+        raise ValueError(msg)
+    try:
+        dumps_by_value(lock)
+    except Exception as exc:  # noqa: BLE001 - whatever the reason, it cannot reach the workers
+        msg = f"lock={lock!r} cannot be pickled ({exc}): {hint}"
+        raise ValueError(msg) from None
+    return lock
 
 
 class Adapter(abc.ABC):
@@ -80,6 +96,15 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
         """Stop the workers: ``wait`` for running chunks, or ``cancel`` what has not finished."""
+
+    def share_lock(self, lock: object) -> object:
+        """What to put in ``Job.lock`` so every worker sees the same lock as ``parmap.lock()``.
+
+        ``lock`` is True (make one) or the caller's own lock. Called in the caller's thread,
+        before :meth:`start` when the call owns the adapter. This default suits workers that
+        share memory with the caller (threads): a ``threading.Lock``.
+        """
+        return threading.Lock() if lock is True else lock
 
     def __enter__(self) -> Self:
         self.start()
@@ -126,6 +151,10 @@ class SerialAdapter(Adapter):
         """Nothing to stop."""
         self._running = False
 
+    def share_lock(self, lock: object) -> object:
+        """A re-entrant lock: in one thread, nesting ``with parmap.lock():`` must not deadlock."""
+        return threading.RLock() if lock is True else lock
+
 
 class ExecutorAdapter(Adapter):
     """Runs chunks on a ``concurrent.futures.Executor`` the caller owns and keeps.
@@ -164,3 +193,9 @@ class ExecutorAdapter(Adapter):
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:  # noqa: ARG002
         """Leave the borrowed executor running (the driver cancels its own futures)."""
         self._running = False
+
+    def share_lock(self, lock: object) -> object:
+        """A thread lock for a thread pool; for other executors, a lock that can be pickled."""
+        if isinstance(self.executor, ThreadPoolExecutor):
+            return super().share_lock(lock)
+        return picklable_lock(lock, "use mode='process', which shares a process lock itself")

@@ -79,6 +79,7 @@ def pmap(
     star: bool = ...,
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
+    lock: object = ...,
     on_error: OnError = ...,
     timeout: float | None = ...,
     indexed: Literal[False] = ...,
@@ -98,6 +99,7 @@ def pmap(
     star: bool = ...,
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
+    lock: object = ...,
     on_error: OnError = ...,
     timeout: float | None = ...,
     indexed: Literal[False] = ...,
@@ -117,6 +119,7 @@ def pmap(
     star: bool = ...,
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
+    lock: object = ...,
     on_error: OnError = ...,
     timeout: float | None = ...,
     indexed: Literal[True],
@@ -136,6 +139,7 @@ def pmap(
     star: bool = ...,
     initializer: Callable[..., object] | None = ...,
     initargs: tuple[Any, ...] = ...,
+    lock: object = ...,
     on_error: OnError = ...,
     timeout: float | None = ...,
     indexed: Literal[True],
@@ -154,6 +158,7 @@ def pmap(
     star: bool = False,
     initializer: Callable[..., object] | None = None,
     initargs: tuple[Any, ...] = (),
+    lock: object = False,
     on_error: OnError = "raise",
     timeout: float | None = None,
     indexed: bool = False,
@@ -180,6 +185,11 @@ def pmap(
         initializer: called as ``initializer(*initargs)`` once in each worker, before the
             first item that worker runs.
         initargs: arguments for ``initializer``.
+        lock: True: every worker shares one lock, which ``fn`` (and the initializer) get with
+            ``parmap.lock()`` — a process lock in process mode, a thread lock in thread mode.
+            Or your own lock: a ``multiprocessing`` lock of the workers' start method (for a
+            reusable pool, give it to the pool), a ``Manager().Lock()``, or any lock object
+            for threads.
         on_error: ``"raise"``: the first failing item (in delivery order) stops the map, and
             its exception propagates after the results before it. ``"return"``: a failed
             item's exception object stands in its place and the map goes on.
@@ -228,6 +238,7 @@ def pmap(
             "use mode='thread' or mode='process'"
         )
         raise ValueError(msg)
+    shared_lock = None if lock is False or lock is None else adapter.share_lock(lock)
     keep_going = on_error == "return"
     job = Job(
         fn,
@@ -236,6 +247,7 @@ def pmap(
         initargs=tuple(initargs),
         keep_going=keep_going,
         timeout=timeout,
+        lock=shared_lock,
     )
     batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
     if lazy:

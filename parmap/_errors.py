@@ -10,6 +10,8 @@ Exceptions raised by ``fn`` reach the caller with their own type; these are parm
           │        an item ran longer than ``timeout=`` seconds
           ├── InitializerError(ParmapError, RuntimeError)
           │        the initializer raised (or ``fn`` could not be loaded): no item can run
+          ├── LockUnavailableError(ParmapError, RuntimeError)
+          │        ``parmap.lock()`` called where no ``pmap(..., lock=...)`` call runs
           └── SerializationError(ParmapError, pickle.PicklingError)
                    fn, an item, a result or an exception could not cross the process boundary
 
@@ -27,6 +29,7 @@ import pickle
 __all__ = [
     "InitializerError",
     "ItemTimeoutError",
+    "LockUnavailableError",
     "ParmapError",
     "RemoteTraceback",
     "SerializationError",
@@ -44,6 +47,10 @@ class ParmapError(Exception):
 
 class InitializerError(ParmapError, RuntimeError):
     """The initializer raised, or ``fn`` could not be loaded in a worker: no item can run."""
+
+
+class LockUnavailableError(ParmapError, RuntimeError):
+    """``parmap.lock()`` was called outside ``fn`` (or the initializer) of a ``pmap(..., lock=...)``."""
 
 
 class ItemTimeoutError(ParmapError, TimeoutError):

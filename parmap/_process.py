@@ -37,16 +37,17 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
+from multiprocessing.synchronize import SemLock
 from typing import Any
 
-from parmap._adapters import Adapter, settle
+from parmap._adapters import Adapter, picklable_lock, settle
 from parmap._cpus import default_workers
 from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, WorkerDiedError
 from parmap._launch import default_start_method, describe_exit, preload_in_fork_server
 from parmap._serialize import dumps, loads
 from parmap._stopwatch import Stopwatch, poll_interval
 from parmap._task import Chunk, ChunkResult, Job, dump_items
-from parmap._worker import READY, STOP, process_worker
+from parmap._worker import INHERITED_LOCK, READY, STOP, process_worker
 
 __all__ = ["ProcessAdapter", "default_start_method"]
 
@@ -95,12 +96,17 @@ class ProcessAdapter(Adapter):
             only as many as it needs.
         start_method: ``"forkserver"``, ``"spawn"`` or ``"fork"``; default: see
             :func:`default_start_method`.
+        lock: a ``multiprocessing`` lock for ``parmap.lock()`` in this pool's workers; by
+            default the pool makes its own. A process lock reaches a worker only when the
+            worker starts, so it is chosen per pool, not per call.
     """
 
     chunk_seconds = 0.05
     supports_timeout = True
 
-    def __init__(self, workers: int | None = None, *, start_method: str | None = None) -> None:
+    def __init__(
+        self, workers: int | None = None, *, start_method: str | None = None, lock: object = None
+    ) -> None:
         self._max = workers or default_workers("process")
         self.start_method = start_method or default_start_method()
         if self.start_method not in multiprocessing.get_all_start_methods():
@@ -118,6 +124,8 @@ class ProcessAdapter(Adapter):
         self._marks: memoryview | None = None
         self._free_slots: list[int] = []
         self._stopwatch = Stopwatch()
+        self._lock_given = lock  # the caller's process lock, or None: the pool makes one
+        self._shared_lock: Any = None
         self._closing = False  # no new submissions; workers stop once the queue is empty
         self._killing = False  # workers are being terminated: deaths are expected
 
@@ -130,6 +138,28 @@ class ProcessAdapter(Adapter):
     def running(self) -> bool:
         """True between start and shutdown."""
         return self._collector is not None
+
+    def share_lock(self, lock: object) -> object:
+        """The pool's process lock (handed to each worker as it starts), or a picklable lock."""
+        if lock is True or lock is self._lock_given or lock is self._shared_lock:
+            return INHERITED_LOCK
+        if isinstance(lock, SemLock):  # a process lock: it can only be inherited
+            if self.running or self._lock_given is not None:
+                msg = (
+                    "this pool's workers already have their lock: pass this lock when creating the pool, "
+                    "ProcessAdapter(lock=...), or use lock=True"
+                )
+                raise ValueError(msg)
+            if getattr(lock, "_is_fork_ctx", False) and self.start_method != "fork":
+                context = f"multiprocessing.get_context({self.start_method!r}).Lock()"
+                msg = (
+                    f"lock={lock!r} was made for the fork start method and cannot reach "
+                    f"{self.start_method} workers: make it with {context}, or use lock=True"
+                )
+                raise ValueError(msg)
+            self._lock_given = lock
+            return INHERITED_LOCK
+        return picklable_lock(lock, "pass the process lock to the pool: ProcessAdapter(lock=...)")
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (for tests and monitoring)."""
@@ -148,6 +178,7 @@ class ProcessAdapter(Adapter):
         self._progress = self._ctx.RawArray("q", 2 * self._max)
         self._marks = memoryview(self._progress).cast("B").cast("q")
         self._free_slots = list(range(self._max))
+        self._shared_lock = self._lock_given or self._ctx.Lock()
         self._closing = self._killing = False
         self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
         self._collector.start()
@@ -207,7 +238,7 @@ class ProcessAdapter(Adapter):
                 w.proc.terminate()
             self._reap(w)
         self._pool.clear()
-        self._marks = self._progress = None
+        self._marks = self._progress = self._shared_lock = None
 
     # -- always under self._lock ----------------------------------------------------------
 
@@ -260,7 +291,10 @@ class ProcessAdapter(Adapter):
             parent, child = self._ctx.Pipe(duplex=True)
             slot = self._free_slots.pop()
             proc = self._ctx.Process(
-                target=process_worker, args=(child, self._progress, slot), name="parmap-worker", daemon=True
+                target=process_worker,
+                args=(child, self._progress, slot, self._shared_lock),
+                name="parmap-worker",
+                daemon=True,
             )
             proc.start()
             child.close()

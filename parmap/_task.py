@@ -36,7 +36,17 @@ _CACHE_SIZE = 8  # a worker serves one call at a time, a reusable pool a few in 
 class Job:
     """``fn`` and how to call it, shared by every chunk of one ``pmap`` call."""
 
-    __slots__ = ("_payload", "fn", "initargs", "initializer", "keep_going", "star", "timeout", "token")
+    __slots__ = (
+        "_payload",
+        "fn",
+        "initargs",
+        "initializer",
+        "keep_going",
+        "lock",
+        "star",
+        "timeout",
+        "token",
+    )
 
     def __init__(
         self,
@@ -47,6 +57,7 @@ class Job:
         initargs: tuple[Any, ...] = (),
         keep_going: bool = False,
         timeout: float | None = None,
+        lock: object = None,
     ) -> None:
         self.fn = fn
         self.star = star
@@ -54,13 +65,14 @@ class Job:
         self.initargs = initargs
         self.keep_going = keep_going  # on_error="return": run every item of a chunk
         self.timeout = timeout  # seconds per item, enforced by adapters that can
+        self.lock = lock  # what parmap.lock() returns in fn: from Adapter.share_lock
         self.token = f"{os.getpid()}-{id(self):x}-{next(_tokens)}"
         self._payload: bytes | None = None
 
     def payload(self) -> bytes:
         """The pickled job, computed once (cloudpickle: lambdas and closures travel too)."""
         if self._payload is None:
-            options = (self.star, self.keep_going, self.timeout)
+            options = (self.star, self.keep_going, self.timeout, self.lock)
             self._payload = dumps_by_value((self.fn, self.initializer, self.initargs, options))
         return self._payload
 
@@ -85,10 +97,9 @@ def restore_job(token: str, payload: bytes | None) -> Job:
     if payload is None:
         msg = f"job {token} is unknown in this worker (its fn failed to load earlier)"
         raise LookupError(msg)
-    fn, initializer, initargs, (star, keep_going, timeout) = loads(payload)
-    job = Job(
-        fn, star=star, initializer=initializer, initargs=initargs, keep_going=keep_going, timeout=timeout
-    )
+    fn, initializer, initargs, (star, keep_going, timeout, lock) = loads(payload)
+    job = Job(fn, star=star, initializer=initializer, initargs=initargs)
+    job.keep_going, job.timeout, job.lock = keep_going, timeout, lock
     job.token = token
     job._payload = payload  # noqa: SLF001 - re-pickling it (nested executors) stays free
     with _jobs_lock:

@@ -18,20 +18,43 @@ from collections import OrderedDict
 from collections.abc import MutableSequence
 from typing import TYPE_CHECKING, Any
 
-from parmap._errors import InitializerError, SerializationError
+from parmap._errors import InitializerError, LockUnavailableError, SerializationError
 from parmap._serialize import dumps, loads
 from parmap._task import Chunk, ChunkResult, Job, format_exception, rebuild_chunk, restore_job
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-__all__ = ["in_worker_process", "process_worker", "run_chunk"]
+__all__ = ["INHERITED_LOCK", "in_worker_process", "lock", "process_worker", "run_chunk"]
 
 READY = b"ready"
 STOP = b"stop"
+#: ``Job.lock`` value meaning "the lock this worker process received when it was started".
+INHERITED_LOCK = "parmap:inherited-lock"
 
 _local = threading.local()
 _in_worker_process = False
+_inherited_lock: Any = None
+
+
+def lock() -> Any:
+    """The lock shared by every worker of the running ``pmap(..., lock=...)`` call.
+
+    Call it inside ``fn`` (or the initializer); it runs in the worker. Use it as a context
+    manager: ``with parmap.lock(): ...``. It is a process lock in process mode, a thread lock
+    in thread mode, a re-entrant lock in serial mode, or the lock you passed as ``lock=``.
+
+    Raises:
+        LockUnavailableError: no ``pmap(..., lock=...)`` call runs this code.
+    """
+    current = getattr(_local, "lock", None)
+    if current is None:
+        msg = (
+            "parmap.lock() is only available inside fn (or the initializer) of a pmap(..., lock=True) call; "
+            "pass lock=True (or your own lock) to pmap"
+        )
+        raise LockUnavailableError(msg)
+    return current
 
 
 def in_worker_process() -> bool:
@@ -93,6 +116,23 @@ def run_chunk(
             that the caller can name it if the worker dies or hangs.
         slot: this worker's index in ``progress``.
     """
+    previous = getattr(_local, "lock", None)  # a nested serial map restores its caller's lock
+    shared = job.lock
+    _local.lock = _inherited_lock if isinstance(shared, str) and shared == INHERITED_LOCK else shared
+    try:
+        return _run_items(job, chunk, in_caller=in_caller, progress=progress, slot=slot)
+    finally:
+        _local.lock = previous
+
+
+def _run_items(
+    job: Job,
+    chunk: Chunk,
+    *,
+    in_caller: bool,
+    progress: MutableSequence[int] | None,
+    slot: int,
+) -> ChunkResult:
     started = time.perf_counter()
     unready = _unready(job, chunk, in_caller=in_caller)
     if unready is not None:
@@ -159,16 +199,18 @@ def _exit_with_caller(conn: Connection) -> None:
     threading.Thread(target=watch, name="parmap-caller-watch", daemon=True).start()
 
 
-def process_worker(conn: Connection, progress: Any = None, slot: int = 0) -> None:
+def process_worker(conn: Connection, progress: Any = None, slot: int = 0, shared_lock: Any = None) -> None:
     """Main loop of a worker process: read a chunk, run it, send its result, until told to stop.
 
     Each chunk arrives as 2 or 3 frames: a header ``(chunk_id, start, token, has_job)``, the
     job payload (only the first time this worker sees the token), and the pickled items.
     ``progress`` is shared memory where the worker records ``chunk_id`` at ``2 * slot`` and
-    the position of the running item at ``2 * slot + 1``.
+    the position of the running item at ``2 * slot + 1``. ``shared_lock`` is the pool's lock,
+    which a process lock can only reach by being handed over when the process starts.
     """
-    global _in_worker_process  # noqa: PLW0603 - one flag per process, set once at start
+    global _in_worker_process, _inherited_lock  # noqa: PLW0603 - set once, when the process starts
     _in_worker_process = True
+    _inherited_lock = shared_lock
     # Ctrl-C goes to the caller, which ends the workers; a worker must not die half-way on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     marks = memoryview(progress).cast("B").cast("q") if progress is not None else None

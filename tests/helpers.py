@@ -191,3 +191,39 @@ def fault(item: tuple[str, int]) -> Any:
             f.write(str(os.getpid()))
         time.sleep(60)
     return x
+
+
+def increment_file(path: str, pause: float = 0.002, *, use_lock: bool = True) -> int:
+    """Read a counter from a file, wait a little, write it back plus one: a race without a lock."""
+    import parmap  # noqa: PLC0415
+
+    def bump() -> int:
+        with open(path) as f:  # noqa: PTH123
+            value = int(f.read() or 0)
+        time.sleep(pause)
+        with open(path, "w") as f:  # noqa: PTH123
+            f.write(str(value + 1))
+        return value + 1
+
+    if not use_lock:
+        return bump()
+    with parmap.lock():
+        return bump()
+
+
+def lock_in_initializer() -> None:
+    import parmap  # noqa: PLC0415
+
+    with parmap.lock():
+        INIT_STATE["locked-init"] = True
+
+
+def nested_lock_use(x: int) -> int:
+    import parmap  # noqa: PLC0415
+
+    with parmap.lock(), parmap.lock():  # re-entrant in serial mode
+        return x
+
+
+def read_locked_init(x: int) -> tuple[int, object]:
+    return x, INIT_STATE.get("locked-init")
