@@ -70,6 +70,9 @@ class Adapter(abc.ABC):
     #: Whether the adapter enforces ``Job.timeout`` (fails an overdue item with ItemTimeoutError,
     #: by position, and replaces its worker). ``pmap(timeout=...)`` refuses adapters that do not.
     supports_timeout: bool = False
+    #: The most items a chunk may hold (None: no limit); a pool that recycles workers after N
+    #: items sets N, so that no worker ever has to run more than N.
+    max_chunk: int | None = None
 
     @property
     @abc.abstractmethod

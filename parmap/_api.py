@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar, overload
 from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
 from parmap._driver import drive
 from parmap._process import ProcessAdapter
+from parmap._progress import check_progress, progress_bar
 from parmap._task import Job
 from parmap._threads import ThreadAdapter
 from parmap._worker import in_worker_process
@@ -32,14 +33,27 @@ def _positive(name: str, value: object) -> None:
         raise ValueError(msg)
 
 
+def _length(items: Iterable[Any]) -> int | None:
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 def _callable(name: str, value: object, *, optional: bool = True) -> None:
     if not callable(value) and not (optional and value is None):
         msg = f"{name} must be callable{' or None' if optional else ''}, got {value!r}"
         raise TypeError(msg)
 
 
-def _adapter_for(mode: Mode, workers: int | None) -> tuple[Adapter, bool]:
+def _adapter_for(mode: Mode, workers: int | None, max_tasks: int | None) -> tuple[Adapter, bool]:
     """The adapter for ``mode`` and whether this call owns it (starts and shuts it down)."""
+    if max_tasks is not None and mode not in ("thread", "process"):
+        msg = (
+            f"max_tasks_per_worker={max_tasks!r} needs mode='thread' or mode='process' "
+            f"(for a reusable pool, give it to the pool), got mode={mode!r}"
+        )
+        raise ValueError(msg)
     if isinstance(mode, Adapter):
         if workers is not None:
             msg = f"workers={workers!r} cannot be combined with an adapter instance: give it to the adapter"
@@ -50,14 +64,14 @@ def _adapter_for(mode: Mode, workers: int | None) -> tuple[Adapter, bool]:
     if mode == "serial":
         return SerialAdapter(), True
     if mode == "thread":
-        return ThreadAdapter(workers), True
+        return ThreadAdapter(workers, max_tasks_per_worker=max_tasks), True
     if mode == "process":
         if in_worker_process():
             # A worker of a process map is one of N busy CPUs already: running nested maps
             # serially keeps the process count bounded (no fork bomb).
             log.debug("parmap: nested process map inside a worker runs serially")
             return SerialAdapter(), True
-        return ProcessAdapter(workers), True
+        return ProcessAdapter(workers, max_tasks_per_worker=max_tasks), True
     msg = (
         f"mode must be one of {', '.join(map(repr, MODES))}, an Adapter or a "
         f"concurrent.futures.Executor, got {mode!r}"
@@ -82,6 +96,8 @@ def pmap(
     lock: object = ...,
     on_error: OnError = ...,
     timeout: float | None = ...,
+    progress: object = ...,
+    max_tasks_per_worker: int | None = ...,
     indexed: Literal[False] = ...,
     lazy: Literal[False] = ...,
 ) -> list[R]: ...
@@ -102,6 +118,8 @@ def pmap(
     lock: object = ...,
     on_error: OnError = ...,
     timeout: float | None = ...,
+    progress: object = ...,
+    max_tasks_per_worker: int | None = ...,
     indexed: Literal[False] = ...,
     lazy: Literal[True],
 ) -> Iterator[R]: ...
@@ -122,6 +140,8 @@ def pmap(
     lock: object = ...,
     on_error: OnError = ...,
     timeout: float | None = ...,
+    progress: object = ...,
+    max_tasks_per_worker: int | None = ...,
     indexed: Literal[True],
     lazy: Literal[False] = ...,
 ) -> list[tuple[int, R]]: ...
@@ -142,6 +162,8 @@ def pmap(
     lock: object = ...,
     on_error: OnError = ...,
     timeout: float | None = ...,
+    progress: object = ...,
+    max_tasks_per_worker: int | None = ...,
     indexed: Literal[True],
     lazy: Literal[True],
 ) -> Iterator[tuple[int, R]]: ...
@@ -161,6 +183,8 @@ def pmap(
     lock: object = False,
     on_error: OnError = "raise",
     timeout: float | None = None,
+    progress: object = False,
+    max_tasks_per_worker: int | None = None,
     indexed: bool = False,
     lazy: bool = False,
 ) -> list[Any] | Iterator[Any]:
@@ -198,6 +222,12 @@ def pmap(
             ``on_error``: in process mode its worker is killed and replaced; in thread mode a
             fresh thread takes over and the stuck one finishes ``fn`` in the background. Serial
             mode and borrowed executors cannot interrupt ``fn`` and refuse a timeout.
+        progress: True: a tqdm progress bar on stderr, counting items (the total is known when
+            ``items`` has a length); or a dict of tqdm options; or your own tqdm bar. Needs the
+            ``progress`` extra (``pip install 'parmap[progress]'``).
+        max_tasks_per_worker: replace a worker after it has run this many items (for ``fn``
+            that leaks memory or state); process and thread modes. Automatic chunks are capped
+            at this size, and no worker ever runs more than this many items.
         indexed: True: each result comes as ``(input_index, result)``.
         lazy: False: return a list. True: return an iterator that yields results as they
             arrive and reads ``items`` lazily (bounded memory for unbounded input); its
@@ -223,6 +253,8 @@ def pmap(
     _callable("initializer", initializer)
     _positive("workers", workers)
     _positive("chunksize", chunksize)
+    _positive("max_tasks_per_worker", max_tasks_per_worker)
+    check_progress(progress)
     if on_error not in ON_ERROR:
         msg = f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, got {on_error!r}"
         raise ValueError(msg)
@@ -231,7 +263,7 @@ def pmap(
     ):
         msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
         raise ValueError(msg)
-    adapter, owned = _adapter_for(mode, workers)
+    adapter, owned = _adapter_for(mode, workers, max_tasks_per_worker)
     if timeout is not None and not adapter.supports_timeout:
         msg = (
             f"timeout={timeout!r} cannot be enforced by {type(adapter).__name__}, which cannot interrupt fn: "
@@ -250,16 +282,19 @@ def pmap(
         lock=shared_lock,
     )
     batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
+    total = _length(items)
     if lazy:
-        return _stream(batches, callback, indexed=indexed)
+        return _stream(batches, callback, indexed=indexed, progress=progress, total=total)
     out: list[Any] = []
-    with closing(batches):
+    with closing(batches), progress_bar(progress, total) as advance:
         for start, values in batches:
             delivered: list[Any] = list(enumerate(values, start)) if indexed else values
             if callback is not None:
                 for value in delivered:
                     callback(value)
             out.extend(delivered)
+            if advance is not None:
+                advance(len(values))
     return out
 
 
@@ -268,10 +303,14 @@ def _stream(
     callback: Callable[[Any], object] | None,
     *,
     indexed: bool,
+    progress: object,
+    total: int | None,
 ) -> Generator[Any, None, None]:
     """Flatten the driver's batches into results; runs in the consumer's thread."""
-    with closing(batches):
+    with closing(batches), progress_bar(progress, total) as advance:
         for start, values in batches:
+            if advance is not None:
+                advance(len(values))
             for value in enumerate(values, start) if indexed else values:
                 if callback is not None:
                     callback(value)

@@ -21,7 +21,7 @@ _DECAY = 0.75  # weight of the past in the per-item estimate: follows drifting c
 class ChunkSizer:
     """Chooses the size of the next chunk. Lives in the caller's thread, one per map."""
 
-    __slots__ = ("_fixed", "_items", "_last", "_remaining", "_seconds", "_target", "_workers")
+    __slots__ = ("_fixed", "_items", "_last", "_limit", "_remaining", "_seconds", "_target", "_workers")
 
     def __init__(
         self,
@@ -30,6 +30,7 @@ class ChunkSizer:
         target: float,
         fixed: int | None = None,
         total: int | None = None,
+        limit: int | None = None,
     ) -> None:
         self._fixed = fixed
         self._workers = max(1, workers)
@@ -38,6 +39,7 @@ class ChunkSizer:
         self._items = 0.0  # decayed count of items measured
         self._seconds = 0.0  # decayed seconds spent on them
         self._last = 1
+        self._limit = limit or MAX_CHUNK  # the adapter's cap, which even a fixed size obeys
 
     def observe(self, items: int, seconds: float) -> None:
         """Record that a worker spent ``seconds`` on a chunk of ``items`` items."""
@@ -58,7 +60,7 @@ class ChunkSizer:
             size = max(1, min(ideal, self._last * _GROWTH, MAX_CHUNK))
             if self._remaining is not None:
                 size = min(size, max(1, self._remaining // (2 * self._workers)))
-        self._last = size
+        self._last = size = min(size, self._limit)
         return size
 
     def taken(self, items: int) -> None:

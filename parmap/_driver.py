@@ -234,7 +234,11 @@ def drive(
     """
     source = iter(items)
     sizer = ChunkSizer(
-        workers=adapter.workers, target=adapter.chunk_seconds, fixed=chunksize, total=_length(items)
+        workers=adapter.workers,
+        target=adapter.chunk_seconds,
+        fixed=chunksize,
+        total=_length(items),
+        limit=adapter.max_chunk,
     )
     state = _Map(adapter, job, sizer)
     window = 2 * adapter.workers

@@ -74,7 +74,7 @@ class _Task:
 
 
 class _Worker:
-    __slots__ = ("conn", "jobs", "proc", "ready", "slot", "stopping", "task", "timed_out")
+    __slots__ = ("conn", "done", "jobs", "proc", "ready", "slot", "stopping", "task", "timed_out")
 
     def __init__(self, proc: Any, conn: Connection, slot: int) -> None:
         self.proc = proc
@@ -85,6 +85,7 @@ class _Worker:
         self.stopping = False
         self.task: _Task | None = None
         self.timed_out: int | None = None  # position of the item it was killed for, past its timeout
+        self.done = 0  # items it has run, for max_tasks_per_worker
 
 
 class ProcessAdapter(Adapter):
@@ -99,13 +100,20 @@ class ProcessAdapter(Adapter):
         lock: a ``multiprocessing`` lock for ``parmap.lock()`` in this pool's workers; by
             default the pool makes its own. A process lock reaches a worker only when the
             worker starts, so it is chosen per pool, not per call.
+        max_tasks_per_worker: replace a worker after it has run this many items (for ``fn``
+            that leaks); a chunk that would take a worker past it goes to a fresh worker.
     """
 
     chunk_seconds = 0.05
     supports_timeout = True
 
     def __init__(
-        self, workers: int | None = None, *, start_method: str | None = None, lock: object = None
+        self,
+        workers: int | None = None,
+        *,
+        start_method: str | None = None,
+        lock: object = None,
+        max_tasks_per_worker: int | None = None,
     ) -> None:
         self._max = workers or default_workers("process")
         self.start_method = start_method or default_start_method()
@@ -125,6 +133,7 @@ class ProcessAdapter(Adapter):
         self._free_slots: list[int] = []
         self._stopwatch = Stopwatch()
         self._lock_given = lock  # the caller's process lock, or None: the pool makes one
+        self.max_chunk = max_tasks_per_worker
         self._shared_lock: Any = None
         self._closing = False  # no new submissions; workers stop once the queue is empty
         self._killing = False  # workers are being terminated: deaths are expected
@@ -175,9 +184,10 @@ class ProcessAdapter(Adapter):
             preload_in_fork_server()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         # Each worker records which item it runs here, so a death or a hang names that item.
-        self._progress = self._ctx.RawArray("q", 2 * self._max)
+        # Twice the slots of the workers: a retiring worker keeps its slot until it has exited.
+        self._progress = self._ctx.RawArray("q", 2 * 2 * self._max)
         self._marks = memoryview(self._progress).cast("B").cast("q")
-        self._free_slots = list(range(self._max))
+        self._free_slots = list(range(2 * self._max))
         self._shared_lock = self._lock_given or self._ctx.Lock()
         self._closing = self._killing = False
         self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
@@ -246,6 +256,9 @@ class ProcessAdapter(Adapter):
         """Hand ``task`` to an idle worker; False if the pipe is broken (the worker is dying)."""
         if task.future.cancelled():
             return True  # nothing to do, and the worker stays idle for the next one
+        if self.max_chunk and worker.done and worker.done + task.size > self.max_chunk:
+            self._stop_worker(worker)  # it has done its share: a fresh worker takes this chunk
+            return False
         job = None
         if task.job.token not in worker.jobs:
             try:
@@ -287,7 +300,7 @@ class ProcessAdapter(Adapter):
             return  # multiprocessing ends our (daemonic) workers at exit: start no new ones
         starting = sum(1 for w in self._pool if not w.ready)
         live = sum(1 for w in self._pool if not w.stopping)
-        if len(self._pending) > starting and live < self._max:
+        if len(self._pending) > starting and live < self._max and self._free_slots:
             parent, child = self._ctx.Pipe(duplex=True)
             slot = self._free_slots.pop()
             proc = self._ctx.Process(
@@ -365,7 +378,11 @@ class ProcessAdapter(Adapter):
             task, worker.task = worker.task, None
             if data == READY:
                 worker.ready = True
+            elif task is not None:
+                worker.done += task.size
             self._feed(worker)
+            if worker.stopping and self._pending:
+                self._grow()  # it retired (max_tasks_per_worker): start its successor
         if task is None or data == READY:
             return
         try:

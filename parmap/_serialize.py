@@ -26,7 +26,7 @@ def dumps(obj: Any) -> bytes:
 
 def dumps_by_value(obj: Any) -> bytes:
     """Pickle ``obj`` with cloudpickle (imported lazily: workers may never need it)."""
-    import cloudpickle  # type: ignore[import-untyped]  # noqa: PLC0415
+    import cloudpickle  # noqa: PLC0415
 
     return cloudpickle.dumps(obj, _PROTOCOL)  # type: ignore[no-any-return]
 

@@ -47,13 +47,16 @@ class ThreadAdapter(Adapter):
     Args:
         workers: the most threads at once; default: CPUs + 4, at most 32 (``PARMAP_WORKERS``
             overrides it).
+        max_tasks_per_worker: replace a thread after it has run this many items (for ``fn``
+            that leaks thread-local state).
     """
 
     chunk_seconds = 0.01
     supports_timeout = True
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, max_tasks_per_worker: int | None = None) -> None:
         self._max = workers or default_workers("thread")
+        self.max_chunk = max_tasks_per_worker
         self._lock = threading.Lock()
         self._live: list[_Worker] = []
         self._running = False
@@ -133,11 +136,17 @@ class ThreadAdapter(Adapter):
         worker.thread.start()
 
     def _work(self, me: _Worker) -> None:
+        done = 0  # items run, for max_tasks_per_worker
         while True:
             task = self._queue.get()
             if task is None:
                 return
             job, chunk, future = task
+            if self.max_chunk and done and done + len(chunk.items) > self.max_chunk:
+                self._queue.put(task)  # it has done its share: a fresh thread takes this chunk
+                self._retire(me)
+                return
+            done += len(chunk.items)
             if future.set_running_or_notify_cancel():
                 me.mark[0] = -1
                 me.task = task
@@ -148,6 +157,12 @@ class ThreadAdapter(Adapter):
                         return
                 settle(future, result)
             self._idle.release()
+
+    def _retire(self, me: _Worker) -> None:
+        with self._lock:
+            self._live.remove(me)
+            if self._running:
+                self._spawn()
 
     def _watch(self) -> None:
         """Fail items that run past their timeout, and put fresh threads in their place."""

@@ -227,3 +227,11 @@ def nested_lock_use(x: int) -> int:
 
 def read_locked_init(x: int) -> tuple[int, object]:
     return x, INIT_STATE.get("locked-init")
+
+
+def pid_of(_: object) -> int:
+    return os.getpid()
+
+
+def thread_name_of(_: object) -> str:
+    return threading.current_thread().name
