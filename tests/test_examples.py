@@ -57,3 +57,21 @@ def test_bench_modes_quick() -> None:
     ):
         assert config in out
     assert "FAILED" not in out
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_lock_counter(mode: str) -> None:
+    out = _run("examples/lock_counter.py", "--increments", "30", "--mode", mode)
+    assert "with lock=True: counter = 30" in out
+
+
+def test_progress_md5() -> None:
+    out = _run("examples/progress_md5.py", "--limit", "50")
+    assert "50 files hashed" in out
+
+
+@pytest.mark.process
+def test_bench_features_quick() -> None:
+    out = _run("benchmarks/bench_features.py", "--quick", "--repeat", "1")
+    assert "worker pids unchanged across them: True" in out
