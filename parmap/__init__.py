@@ -10,6 +10,7 @@ Everything public is listed in ``__all__``; modules whose names start with ``_``
 from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
 from parmap._api import pmap
 from parmap._cpus import available_cpus
+from parmap._dask import DaskAdapter
 from parmap._errors import (
     InitializerError,
     ItemTimeoutError,
@@ -20,6 +21,7 @@ from parmap._errors import (
     WorkerDiedError,
 )
 from parmap._process import ProcessAdapter
+from parmap._registry import register_adapter
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._threads import ThreadAdapter
 from parmap._worker import lock, run_chunk
@@ -28,6 +30,7 @@ __all__ = (
     "Adapter",
     "Chunk",
     "ChunkResult",
+    "DaskAdapter",
     "ExecutorAdapter",
     "InitializerError",
     "ItemTimeoutError",
@@ -44,6 +47,7 @@ __all__ = (
     "available_cpus",
     "lock",
     "pmap",
+    "register_adapter",
     "run_chunk",
 )
 

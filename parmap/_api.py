@@ -12,18 +12,18 @@ from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
 from parmap._driver import drive
 from parmap._process import ProcessAdapter
 from parmap._progress import check_progress, progress_bar
+from parmap._registry import BUILTIN_MODES, find_adapter, known_modes
 from parmap._task import Job
 from parmap._threads import ThreadAdapter
 from parmap._worker import in_worker_process
 
-__all__ = ["MODES", "pmap"]
+__all__ = ["pmap"]
 
 log = logging.getLogger("parmap")
 
 R = TypeVar("R")
 Mode = str | Adapter | Executor
 OnError = Literal["raise", "return"]
-MODES = ("serial", "thread", "process")
 ON_ERROR = ("raise", "return")
 
 
@@ -46,6 +46,18 @@ def _callable(name: str, value: object, *, optional: bool = True) -> None:
         raise TypeError(msg)
 
 
+def _builtin(mode: str, workers: int | None, max_tasks: int | None) -> Adapter:
+    if mode == "thread":
+        return ThreadAdapter(workers, max_tasks_per_worker=max_tasks)
+    if mode == "process" and not in_worker_process():
+        return ProcessAdapter(workers, max_tasks_per_worker=max_tasks)
+    if mode == "process":
+        # A worker of a process map is one of N busy CPUs already: running nested maps
+        # serially keeps the process count bounded (no fork bomb).
+        log.debug("parmap: nested process map inside a worker runs serially")
+    return SerialAdapter()
+
+
 def _adapter_for(mode: Mode, workers: int | None, max_tasks: int | None) -> tuple[Adapter, bool]:
     """The adapter for ``mode`` and whether this call owns it (starts and shuts it down)."""
     if max_tasks is not None and mode not in ("thread", "process"):
@@ -61,22 +73,16 @@ def _adapter_for(mode: Mode, workers: int | None, max_tasks: int | None) -> tupl
         return mode, not mode.running
     if isinstance(mode, Executor):
         return ExecutorAdapter(mode, workers), False
-    if mode == "serial":
-        return SerialAdapter(), True
-    if mode == "thread":
-        return ThreadAdapter(workers, max_tasks_per_worker=max_tasks), True
-    if mode == "process":
-        if in_worker_process():
-            # A worker of a process map is one of N busy CPUs already: running nested maps
-            # serially keeps the process count bounded (no fork bomb).
-            log.debug("parmap: nested process map inside a worker runs serially")
-            return SerialAdapter(), True
-        return ProcessAdapter(workers, max_tasks_per_worker=max_tasks), True
-    msg = (
-        f"mode must be one of {', '.join(map(repr, MODES))}, an Adapter or a "
-        f"concurrent.futures.Executor, got {mode!r}"
-    )
-    raise ValueError(msg)
+    if mode in BUILTIN_MODES:
+        return _builtin(mode, workers, max_tasks), True
+    factory = find_adapter(mode) if isinstance(mode, str) else None
+    if factory is None:
+        msg = (
+            f"mode must be one of {', '.join(map(repr, known_modes()))}, an Adapter or a "
+            f"concurrent.futures.Executor, got {mode!r}"
+        )
+        raise ValueError(msg)
+    return factory(workers), True
 
 
 @overload

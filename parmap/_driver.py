@@ -232,6 +232,8 @@ def drive(
     failure is seen, no more input is read and (in order) the chunks after it are cancelled.
     ``owned``: the driver starts the adapter and shuts it down on every way out.
     """
+    if owned:
+        adapter.start()  # first: some adapters (a cluster) know their worker count only once started
     source = iter(items)
     sizer = ChunkSizer(
         workers=adapter.workers,
@@ -244,8 +246,6 @@ def drive(
     window = 2 * adapter.workers
     keep_going = job.keep_going
     exhausted = clean = False
-    if owned:
-        adapter.start()
     try:
         while True:
             exhausted = exhausted or not state.fill(source, window)

@@ -13,6 +13,11 @@ import pytest
 from parmap import RemoteTraceback, pmap
 
 Mode = str | Executor
+DASK_PLACEMENT = (
+    "Dask places each task on a worker when it is submitted, before it knows how long tasks take, "
+    "so a fast item may wait behind the slow one: results still come in completion order, but "
+    "which one is last is the scheduler's choice"
+)
 
 
 def test_same_as_map(mode: Mode) -> None:
@@ -79,6 +84,8 @@ def test_unordered_gives_the_same_results(mode: Mode) -> None:
 
 
 def test_completion_order(parallel_mode: Mode) -> None:
+    if parallel_mode == "dask":
+        pytest.skip(DASK_PLACEMENT)
     # The first item is slow: in completion order it comes last, in input order first.
     items = [(0.6, "slow"), *((0.0, f"fast{i}") for i in range(5))]
     unordered = pmap(helpers.sleep_then, items, mode=parallel_mode, ordered=False, chunksize=1)
@@ -89,6 +96,8 @@ def test_completion_order(parallel_mode: Mode) -> None:
 
 
 def test_lazy_completion_order_with_index(parallel_mode: Mode) -> None:
+    if parallel_mode == "dask":
+        pytest.skip(DASK_PLACEMENT)
     items = [(0.6, "slow"), (0.0, "a"), (0.0, "b")]
     got = list(pmap(helpers.sleep_then, items, mode=parallel_mode, ordered=False, indexed=True, lazy=True))
     assert got[-1] == (0, "slow")
@@ -210,8 +219,8 @@ def test_borrowed_executor_is_not_shut_down() -> None:
 
 
 def test_explicit_workers_and_chunksize(mode: Mode) -> None:
-    if isinstance(mode, Executor):
-        pytest.skip("workers= sizes pmap's own pools")
+    if isinstance(mode, Executor) or mode == "dask":
+        pytest.skip("workers= sizes pmap's own pools, not a borrowed executor or a cluster")
     for workers, chunksize in [(1, 1), (2, 3), (3, 1000)]:
         got = pmap(helpers.square, range(97), mode=mode, workers=workers, chunksize=chunksize)
         assert got == [x * x for x in range(97)]
