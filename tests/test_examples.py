@@ -75,3 +75,11 @@ def test_progress_md5() -> None:
 def test_bench_features_quick() -> None:
     out = _run("benchmarks/bench_features.py", "--quick", "--repeat", "1")
     assert "worker pids unchanged across them: True" in out
+
+
+@pytest.mark.process
+def test_bench_dask_quick() -> None:
+    pytest.importorskip("distributed")
+    out = _run("benchmarks/bench_dask.py", "--items", "2000", "--deadline", "20", "--repeat", "1")
+    assert "pmap mode='dask'" in out
+    assert "Client.map, one task per item" in out
