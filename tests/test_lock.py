@@ -39,7 +39,9 @@ def test_without_the_lock_increments_are_lost(mode: str, tmp_path: Path) -> None
     path = counter(tmp_path)
     fn = functools.partial(helpers.increment_file, str(path), use_lock=False)
     pmap(fn, [0.01] * 60, mode=mode, workers=2, chunksize=1)
-    assert int(path.read_text()) < 60
+    # Increments are lost, and two writers can even interleave their digits ("20" then "9" makes
+    # "90"): any count but 60.
+    assert int(path.read_text() or 0) != 60
 
 
 def test_lock_outside_a_locked_map_is_a_clear_error() -> None:
