@@ -18,12 +18,12 @@ from typing import Any
 
 from parmap._adapters import Adapter, picklable_lock, settle
 from parmap._errors import WorkerDiedError
+from parmap._extras import require
 from parmap._task import Chunk, ChunkResult, Job, restore_job
 from parmap._worker import run_chunk
 
 __all__ = ["DaskAdapter"]
 
-_MISSING = "mode='dask' needs dask.distributed, which is not installed: pip install 'parmap[dask]'"
 _NO_CLIENT = (
     "mode='dask' found no running dask.distributed Client. Start one first: "
     "`from distributed import Client; client = Client()` runs a LocalCluster on this machine, "
@@ -32,11 +32,7 @@ _NO_CLIENT = (
 
 
 def _distributed() -> Any:
-    try:
-        import distributed  # noqa: PLC0415 - an optional extra, imported only when used
-    except ImportError as exc:
-        raise ImportError(_MISSING) from exc
-    return distributed
+    return require("distributed", extra="dask", feature="mode='dask'")
 
 
 class DaskAdapter(Adapter):

@@ -10,19 +10,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["check_progress", "progress_bar"]
+from parmap._extras import require
 
-_MISSING = (
-    "progress=... needs tqdm, which is not installed: pip install 'parmap[progress]' (or: pip install tqdm)"
-)
+__all__ = ["check_progress", "progress_bar"]
 
 
 def _tqdm() -> Any:
-    try:
-        from tqdm.auto import tqdm  # noqa: PLC0415 - an optional extra, imported only when asked for
-    except ImportError as exc:
-        raise ImportError(_MISSING) from exc
-    return tqdm
+    return require("tqdm.auto", extra="progress", feature="progress=...").tqdm
 
 
 def check_progress(progress: object) -> None:
