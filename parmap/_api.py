@@ -9,7 +9,7 @@ from contextlib import closing
 from typing import Any, Literal, TypeVar, overload
 
 from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
-from parmap._driver import drive
+from parmap._driver import drive, input_length
 from parmap._process import ProcessAdapter
 from parmap._progress import check_progress, progress_bar
 from parmap._registry import BUILTIN_MODES, find_adapter, known_modes
@@ -31,13 +31,6 @@ def _positive(name: str, value: object) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         msg = f"{name} must be a positive integer or None, got {value!r}"
         raise ValueError(msg)
-
-
-def _length(items: Iterable[Any]) -> int | None:
-    try:
-        return len(items)  # type: ignore[arg-type]
-    except TypeError:
-        return None
 
 
 def _callable(name: str, value: object, *, optional: bool = True) -> None:
@@ -288,7 +281,7 @@ def pmap(
         lock=shared_lock,
     )
     batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
-    total = _length(items)
+    total = input_length(items)
     if lazy:
         return _stream(batches, callback, indexed=indexed, progress=progress, total=total)
     out: list[Any] = []

@@ -34,7 +34,7 @@ from parmap._chunking import ChunkSizer
 from parmap._errors import InitializerError, RemoteTraceback
 from parmap._task import Chunk, ChunkResult, Job
 
-__all__ = ["drive"]
+__all__ = ["drive", "input_length"]
 
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 120
@@ -89,7 +89,8 @@ def _notify(
     done.put((*key, future))
 
 
-def _length(items: Iterable[Any]) -> int | None:
+def input_length(items: Iterable[Any]) -> int | None:
+    """``len(items)`` when the input has one (a list, a range), else None (a generator)."""
     try:
         return len(items)  # type: ignore[arg-type]
     except TypeError:
@@ -239,7 +240,7 @@ def drive(
         workers=adapter.workers,
         target=adapter.chunk_seconds,
         fixed=chunksize,
-        total=_length(items),
+        total=input_length(items),
         limit=adapter.max_chunk,
     )
     state = _Map(adapter, job, sizer)

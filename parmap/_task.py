@@ -160,7 +160,7 @@ def rebuild_chunk(start: int, items: bytes) -> Chunk:
     try:
         return Chunk(start, loads(items))
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - a __reduce__ may raise anything
-        return Chunk(start, [], f"the items could not be unpickled in the worker: {_why(exc)}")
+        return Chunk(start, [], f"the items could not be unpickled in the worker: {describe_exception(exc)}")
 
 
 @dataclass(slots=True)
@@ -195,7 +195,8 @@ class ChunkResult:
             for pos, value in enumerate(values):
                 why = None if pos in failed else _pickling_error(value)
                 if why is not None:
-                    msg = f"the result of fn ({type(value).__name__}) could not be pickled: {_why(why)}"
+                    reason = describe_exception(why)
+                    msg = f"the result of fn ({type(value).__name__}) could not be pickled: {reason}"
                     values[pos] = SerializationError(msg)
                     failed[pos] = ""
             data = dumps((values, failed, self.elapsed, error, self.error_tb))
@@ -213,7 +214,9 @@ def rebuild_result(data: bytes) -> ChunkResult:
         return ChunkResult(*loads(data))
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - a __reduce__ may raise anything
         return ChunkResult(
-            error=SerializationError(f"the results could not be unpickled in the caller: {_why(exc)}")
+            error=SerializationError(
+                f"the results could not be unpickled in the caller: {describe_exception(exc)}"
+            )
         )
 
 
@@ -225,7 +228,8 @@ def _pickling_error(value: object) -> BaseException | None:
     return None
 
 
-def _why(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """``TypeName: message``, for error messages that quote another error."""
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -234,8 +238,7 @@ def portable_exception(exc: BaseException) -> BaseException:
     try:
         loads(dumps(exc))
     except (Exception, SystemExit) as why:  # noqa: BLE001 - whatever breaks, say so clearly
-        msg = (
-            f"fn raised {type(exc).__name__}({exc}), which could not be sent back to the caller: {_why(why)}"
-        )
+        reason = describe_exception(why)
+        msg = f"fn raised {type(exc).__name__}({exc}), which could not be sent back to the caller: {reason}"
         return SerializationError(msg)
     return exc

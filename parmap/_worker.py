@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from parmap._errors import InitializerError, LockUnavailableError, SerializationError
 from parmap._serialize import dumps, loads
-from parmap._task import Chunk, ChunkResult, Job, format_exception, rebuild_chunk, restore_job
+from parmap._task import (
+    Chunk,
+    ChunkResult,
+    Job,
+    describe_exception,
+    format_exception,
+    rebuild_chunk,
+    restore_job,
+)
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -170,10 +178,6 @@ def _record(exc: BaseException, values: list[Any], failed: dict[int, str | None]
     values.append(exc)
 
 
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _exit_with_caller(conn: Connection) -> None:
     """End this worker as soon as its caller is gone, even while ``fn`` runs (POSIX).
 
@@ -238,6 +242,6 @@ def _run(
     try:
         job = restore_job(token, job_bytes)
     except Exception as exc:  # noqa: BLE001
-        msg = f"fn or the initializer could not be unpickled in the worker: {_why(exc)}"
+        msg = f"fn or the initializer could not be unpickled in the worker: {describe_exception(exc)}"
         return ChunkResult(error=InitializerError(msg), error_tb=format_exception(exc))
     return run_chunk(job, rebuild_chunk(start, payload), progress=marks, slot=2 * slot + 1)
