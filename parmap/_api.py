@@ -6,7 +6,9 @@ import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from contextlib import closing
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypedDict, TypeVar, overload
+
+from typing_extensions import Unpack
 
 from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
 from parmap._driver import drive, input_length
@@ -17,11 +19,12 @@ from parmap._task import Job
 from parmap._threads import ThreadAdapter
 from parmap._worker import in_worker_process
 
-__all__ = ["pmap"]
+__all__ = ["Options", "pmap"]
 
 log = logging.getLogger("parmap")
 
 R = TypeVar("R")
+T = TypeVar("T")
 Mode = str | Adapter | Executor
 OnError = Literal["raise", "return"]
 ON_ERROR = ("raise", "return")
@@ -78,93 +81,119 @@ def _adapter_for(mode: Mode, workers: int | None, max_tasks: int | None) -> tupl
     return factory(workers), True
 
 
+class Options(TypedDict, total=False):
+    """The keyword options whose types do not depend on ``fn`` (see :func:`pmap`)."""
+
+    mode: Mode
+    workers: int | None
+    ordered: bool
+    chunksize: int | None
+    initializer: Callable[..., object] | None
+    initargs: tuple[Any, ...]
+    lock: object
+    on_error: OnError
+    timeout: float | None
+    progress: object
+    max_tasks_per_worker: int | None
+
+
+# Eight overloads so that results keep fn's type: one item (T -> R) or a tuple of arguments
+# (star=True), crossed with results as a list or an iterator, bare or with their input index.
+@overload
+def pmap(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    /,
+    *,
+    star: Literal[False] = ...,
+    indexed: Literal[False] = ...,
+    lazy: Literal[False] = ...,
+    callback: Callable[[R], object] | None = ...,
+    **options: Unpack[Options],
+) -> list[R]: ...
+@overload
+def pmap(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    /,
+    *,
+    star: Literal[False] = ...,
+    indexed: Literal[False] = ...,
+    lazy: Literal[True],
+    callback: Callable[[R], object] | None = ...,
+    **options: Unpack[Options],
+) -> Iterator[R]: ...
+@overload
+def pmap(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    /,
+    *,
+    star: Literal[False] = ...,
+    indexed: Literal[True],
+    lazy: Literal[False] = ...,
+    callback: Callable[[tuple[int, R]], object] | None = ...,
+    **options: Unpack[Options],
+) -> list[tuple[int, R]]: ...
+@overload
+def pmap(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    /,
+    *,
+    star: Literal[False] = ...,
+    indexed: Literal[True],
+    lazy: Literal[True],
+    callback: Callable[[tuple[int, R]], object] | None = ...,
+    **options: Unpack[Options],
+) -> Iterator[tuple[int, R]]: ...
 @overload
 def pmap(
     fn: Callable[..., R],
-    items: Iterable[Any],
+    items: Iterable[Iterable[Any]],
     /,
     *,
-    mode: Mode = ...,
-    workers: int | None = ...,
-    ordered: bool = ...,
-    callback: Callable[[R], object] | None = ...,
-    chunksize: int | None = ...,
-    star: bool = ...,
-    initializer: Callable[..., object] | None = ...,
-    initargs: tuple[Any, ...] = ...,
-    lock: object = ...,
-    on_error: OnError = ...,
-    timeout: float | None = ...,
-    progress: object = ...,
-    max_tasks_per_worker: int | None = ...,
+    star: Literal[True],
     indexed: Literal[False] = ...,
     lazy: Literal[False] = ...,
+    callback: Callable[[R], object] | None = ...,
+    **options: Unpack[Options],
 ) -> list[R]: ...
 @overload
 def pmap(
     fn: Callable[..., R],
-    items: Iterable[Any],
+    items: Iterable[Iterable[Any]],
     /,
     *,
-    mode: Mode = ...,
-    workers: int | None = ...,
-    ordered: bool = ...,
-    callback: Callable[[R], object] | None = ...,
-    chunksize: int | None = ...,
-    star: bool = ...,
-    initializer: Callable[..., object] | None = ...,
-    initargs: tuple[Any, ...] = ...,
-    lock: object = ...,
-    on_error: OnError = ...,
-    timeout: float | None = ...,
-    progress: object = ...,
-    max_tasks_per_worker: int | None = ...,
+    star: Literal[True],
     indexed: Literal[False] = ...,
     lazy: Literal[True],
+    callback: Callable[[R], object] | None = ...,
+    **options: Unpack[Options],
 ) -> Iterator[R]: ...
 @overload
 def pmap(
     fn: Callable[..., R],
-    items: Iterable[Any],
+    items: Iterable[Iterable[Any]],
     /,
     *,
-    mode: Mode = ...,
-    workers: int | None = ...,
-    ordered: bool = ...,
-    callback: Callable[[tuple[int, R]], object] | None = ...,
-    chunksize: int | None = ...,
-    star: bool = ...,
-    initializer: Callable[..., object] | None = ...,
-    initargs: tuple[Any, ...] = ...,
-    lock: object = ...,
-    on_error: OnError = ...,
-    timeout: float | None = ...,
-    progress: object = ...,
-    max_tasks_per_worker: int | None = ...,
+    star: Literal[True],
     indexed: Literal[True],
     lazy: Literal[False] = ...,
+    callback: Callable[[tuple[int, R]], object] | None = ...,
+    **options: Unpack[Options],
 ) -> list[tuple[int, R]]: ...
 @overload
 def pmap(
     fn: Callable[..., R],
-    items: Iterable[Any],
+    items: Iterable[Iterable[Any]],
     /,
     *,
-    mode: Mode = ...,
-    workers: int | None = ...,
-    ordered: bool = ...,
-    callback: Callable[[tuple[int, R]], object] | None = ...,
-    chunksize: int | None = ...,
-    star: bool = ...,
-    initializer: Callable[..., object] | None = ...,
-    initargs: tuple[Any, ...] = ...,
-    lock: object = ...,
-    on_error: OnError = ...,
-    timeout: float | None = ...,
-    progress: object = ...,
-    max_tasks_per_worker: int | None = ...,
+    star: Literal[True],
     indexed: Literal[True],
     lazy: Literal[True],
+    callback: Callable[[tuple[int, R]], object] | None = ...,
+    **options: Unpack[Options],
 ) -> Iterator[tuple[int, R]]: ...
 def pmap(
     fn: Callable[..., Any],
