@@ -14,6 +14,9 @@ from __future__ import annotations
 __all__ = ["ChunkSizer"]
 
 MAX_CHUNK = 100_000  # bounds the memory of one chunk whatever the estimate
+# An input without len() may be unbounded and is consumed as a stream: smaller chunks keep the
+# items and results in flight (window x chunk) to a few MB, at a negligible cost in round trips.
+STREAM_MAX_CHUNK = 10_000
 _GROWTH = 8  # at most this factor between consecutive chunk sizes
 _DECAY = 0.75  # weight of the past in the per-item estimate: follows drifting costs
 
@@ -21,7 +24,17 @@ _DECAY = 0.75  # weight of the past in the per-item estimate: follows drifting c
 class ChunkSizer:
     """Chooses the size of the next chunk. Lives in the caller's thread, one per map."""
 
-    __slots__ = ("_fixed", "_items", "_last", "_limit", "_remaining", "_seconds", "_target", "_workers")
+    __slots__ = (
+        "_ceiling",
+        "_fixed",
+        "_items",
+        "_last",
+        "_limit",
+        "_remaining",
+        "_seconds",
+        "_target",
+        "_workers",
+    )
 
     def __init__(
         self,
@@ -40,6 +53,7 @@ class ChunkSizer:
         self._seconds = 0.0  # decayed seconds spent on them
         self._last = 1
         self._limit = limit or MAX_CHUNK  # the adapter's cap, which even a fixed size obeys
+        self._ceiling = MAX_CHUNK if total is not None else STREAM_MAX_CHUNK
 
     def observe(self, items: int, seconds: float) -> None:
         """Record that a worker spent ``seconds`` on a chunk of ``items`` items."""
@@ -57,7 +71,7 @@ class ChunkSizer:
             per_item = self._seconds / self._items
             # Compared, not divided: a near-zero cost must not overflow int(target / cost).
             ideal = MAX_CHUNK if per_item * MAX_CHUNK <= self._target else int(self._target / per_item)
-            size = max(1, min(ideal, self._last * _GROWTH, MAX_CHUNK))
+            size = max(1, min(ideal, self._last * _GROWTH, self._ceiling))
             if self._remaining is not None:
                 size = min(size, max(1, self._remaining // (2 * self._workers)))
         self._last = size = min(size, self._limit)

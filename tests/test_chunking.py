@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import operator
+import tracemalloc
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parmap._chunking import MAX_CHUNK, ChunkSizer
+from parmap import pmap
+from parmap._chunking import MAX_CHUNK, STREAM_MAX_CHUNK, ChunkSizer
 
 
 def test_fixed_size_is_kept() -> None:
@@ -59,3 +64,25 @@ def test_sizes_are_always_between_1_and_the_maximum(
         assert 1 <= size <= MAX_CHUNK
         sizer.taken(size)
         sizer.observe(items, seconds)
+
+
+def test_unbounded_input_gets_stream_sized_chunks() -> None:
+    sizer = ChunkSizer(workers=2, target=10.0, total=None)
+    sizer.observe(1, 1e-9)
+    for _ in range(10):
+        size = sizer.next_size()
+        sizer.observe(size, size * 1e-9)
+    assert sizer.next_size() == STREAM_MAX_CHUNK
+
+
+@pytest.mark.process
+def test_streaming_a_long_generator_holds_little_memory() -> None:
+    items = 500_000
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in pmap(operator.neg, (i for i in range(items)), lazy=True, workers=2))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == items
+    assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MB while streaming"
