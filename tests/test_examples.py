@@ -83,3 +83,52 @@ def test_bench_dask_quick() -> None:
     out = _run("benchmarks/bench_dask.py", "--items", "2000", "--deadline", "20", "--repeat", "1")
     assert "pmap mode='dask'" in out
     assert "Client.map, one task per item" in out
+
+
+# One script per situation of the articles, each run on a small input.
+
+
+@pytest.mark.process
+def test_md5_tree() -> None:
+    out = _run("examples/md5_tree.py", "examples", "--show", "1")
+    assert "files hashed" in out
+    for mode in ("serial", "thread", "process"):
+        assert f"mode={mode!r}" in out
+
+
+@pytest.mark.process
+def test_factorial() -> None:
+    out = _run("examples/factorial.py", "--items", "300")
+    assert "300 products" in out
+    assert "pmap (automatic chunks)" in out
+    assert "pmap chunksize=1 (item by item)" in out
+
+
+@pytest.mark.process
+def test_gcd_pairs() -> None:
+    out = _run("examples/gcd_pairs.py", "--pairs", "2")
+    assert "gcd of 2 pairs: [1, 5]" in out
+    assert "pmap mode='process'" in out
+
+
+def test_crawler() -> None:
+    out = _run("examples/crawler.py", "--pages", "6", "--delay", "0.01", "--workers", "3")
+    assert "6 pages of 10 ms each" in out
+    assert "pmap mode='thread' workers=3" in out
+
+
+@pytest.mark.parametrize("mode", ["thread", pytest.param("process", marks=pytest.mark.process)])
+def test_as_completed(mode: str) -> None:
+    out = _run("examples/as_completed.py", "--mode", mode, "--scale", "0.2")
+    # Completion order depends on timing; what the callback sees and where it runs does not.
+    assert out.count("in MainThread") == 12
+    assert "returned in completion order: [" in out
+    assert "back in input order: [0.16, 0.04, 0.1, 0.02, 0.08, 0.06]" in out
+
+
+@pytest.mark.process
+def test_queue_pipeline_memory_is_bounded() -> None:
+    out = _run("examples/queue_pipeline.py", "--records", "3000", "--workers", "2", "--chunksize", "50")
+    assert "consumed 3000 records" in out
+    ahead = int(out.split("the producer was at most ")[1].split()[0])
+    assert ahead <= 2 * 2 * 50  # the window: 2 x workers chunks of 50 items
