@@ -114,6 +114,10 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class _PageServer(ThreadingHTTPServer):
     """A threading HTTP server that knows how many pages it has and how slow to be."""
 
+    # socketserver's default listen backlog is 5: with more clients connecting at once the
+    # kernel drops their SYNs, and each retries after a full second, which swamps the timing.
+    request_queue_size = 128
+
     def __init__(self, pages: int, delay: float) -> None:
         super().__init__((_HOST, 0), _PageHandler)
         self.pages = pages
