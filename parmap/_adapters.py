@@ -100,6 +100,12 @@ class Adapter(abc.ABC):
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
         """Stop the workers: ``wait`` for running chunks, or ``cancel`` what has not finished."""
 
+    def expect(self, chunks: int | None) -> None:  # noqa: B027 - a hint: ignoring it is right for most
+        """Hint, before :meth:`start`, how many chunks a one-call map has at most.
+
+        None when unknown. An adapter may use it to start no more workers than can be busy.
+        """
+
     def share_lock(self, lock: object) -> object:
         """What to put in ``Job.lock`` so every worker sees the same lock as ``parmap.lock()``.
 

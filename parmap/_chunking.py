@@ -18,6 +18,7 @@ MAX_CHUNK = 100_000  # bounds the memory of one chunk whatever the estimate
 # items and results in flight (window x chunk) to a few MB, at a negligible cost in round trips.
 STREAM_MAX_CHUNK = 10_000
 _GROWTH = 8  # at most this factor between consecutive chunk sizes
+_TAIL_FLOOR = 20  # tail chunks hold at least target / this seconds of work
 _DECAY = 0.75  # weight of the past in the per-item estimate: follows drifting costs
 
 
@@ -73,7 +74,11 @@ class ChunkSizer:
             ideal = MAX_CHUNK if per_item * MAX_CHUNK <= self._target else int(self._target / per_item)
             size = max(1, min(ideal, self._last * _GROWTH, self._ceiling))
             if self._remaining is not None:
-                size = min(size, max(1, self._remaining // (2 * self._workers)))
+                # Shrink towards the end so workers finish together, but not below a few ms of
+                # work: a chunk of 3 trivial items costs a round trip and balances nothing.
+                floor = self._target / _TAIL_FLOOR
+                least = MAX_CHUNK if per_item * MAX_CHUNK <= floor else max(1, int(floor / per_item))
+                size = min(size, max(least, self._remaining // (2 * self._workers)), max(1, self._remaining))
         self._last = size = min(size, self._limit)
         return size
 

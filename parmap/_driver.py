@@ -233,14 +233,16 @@ def drive(
     failure is seen, no more input is read and (in order) the chunks after it are cancelled.
     ``owned``: the driver starts the adapter and shuts it down on every way out.
     """
+    total = input_length(items)
     if owned:
+        adapter.expect(total if chunksize is None or total is None else -(-total // chunksize))
         adapter.start()  # first: some adapters (a cluster) know their worker count only once started
     source = iter(items)
     sizer = ChunkSizer(
         workers=adapter.workers,
         target=adapter.chunk_seconds,
         fixed=chunksize,
-        total=input_length(items),
+        total=total,
         limit=adapter.max_chunk,
     )
     state = _Map(adapter, job, sizer)

@@ -6,16 +6,41 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 
 __all__ = [
     "ENV_START_METHOD",
+    "can_fork_now",
     "default_start_method",
     "describe_exit",
     "preload_in_fork_server",
 ]
 
 ENV_START_METHOD = "PARMAP_START_METHOD"
+_LINGER = 0.005  # seconds
 _PRELOAD = ("parmap._worker", "cloudpickle")  # what every worker needs: imported once, by the server
+
+
+def can_fork_now() -> bool:
+    """True on Linux when this process runs exactly one thread, so ``fork`` copies no held lock.
+
+    Counts OS threads, so threads of C libraries (a BLAS pool) count too.
+    ``PARMAP_START_METHOD`` set to anything turns this off.
+    """
+    if sys.platform != "linux" or os.environ.get(ENV_START_METHOD, "").strip():
+        return False
+    # A thread just joined (the last map's collector) can linger a moment in the OS's count
+    # before Python 3.13: wait a little for it when Python itself sees one thread.
+    deadline = time.monotonic() + _LINGER
+    try:
+        while len(os.listdir("/proc/self/task")) > 1:  # noqa: PTH208 - a count, no Paths needed
+            if threading.active_count() > 1 or time.monotonic() > deadline:
+                return False
+            time.sleep(0.0002)
+    except OSError:
+        return False
+    return True
 
 
 def default_start_method() -> str:

@@ -21,7 +21,8 @@ pickled items; or ``b"stop"``. Worker → caller: ``b"ready"`` once, then one fr
 A chunk is only ever sent to a worker that waits for one, so neither side can block the other.
 
 Start method: ``forkserver`` where it exists (Linux and other POSIX but macOS), else
-``spawn``. Plain ``fork`` copies the caller's threads' locks in whatever state they are in
+``spawn``; on Linux, a caller running a single thread forks its first workers itself (see
+``start``). Plain ``fork`` copies the caller's threads' locks in whatever state they are in
 (Python 3.12+ warns about it); a fork server is a clean single-threaded process, and forking
 from it is fast. ``PARMAP_START_METHOD`` or ``start_method=`` chooses another.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import mmap
 import multiprocessing
 import threading
 import time
@@ -43,10 +45,11 @@ from typing import Any
 from parmap._adapters import Adapter, picklable_lock, settle
 from parmap._cpus import default_workers
 from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, WorkerDiedError
-from parmap._launch import default_start_method, describe_exit, preload_in_fork_server
+from parmap._launch import can_fork_now, default_start_method, describe_exit, preload_in_fork_server
 from parmap._serialize import dumps, loads
 from parmap._stopwatch import Stopwatch, poll_interval
 from parmap._task import Chunk, ChunkResult, Job, dump_items
+from parmap._threadcaps import capped_environ, thread_caps
 from parmap._worker import INHERITED_LOCK, READY, STOP, process_worker
 
 __all__ = ["ProcessAdapter", "default_start_method"]
@@ -74,12 +77,13 @@ class _Task:
 
 
 class _Worker:
-    __slots__ = ("conn", "done", "jobs", "proc", "ready", "slot", "stopping", "task", "timed_out")
+    __slots__ = ("conn", "done", "jobs", "marks", "proc", "ready", "slot", "stopping", "task", "timed_out")
 
-    def __init__(self, proc: Any, conn: Connection, slot: int) -> None:
+    def __init__(self, proc: Any, conn: Connection, slot: int, marks: memoryview) -> None:
         self.proc = proc
         self.conn = conn
-        self.slot = slot  # index of its (chunk_id, position) pair in the progress array
+        self.slot = slot  # index of its (chunk_id, position) pair in the progress buffers
+        self.marks = marks  # that pair: the chunk it runs and the position of the running item
         self.jobs: set[str] = set()  # tokens of the calls whose fn this worker has
         self.ready = False
         self.stopping = False
@@ -94,7 +98,8 @@ class ProcessAdapter(Adapter):
     Args:
         workers: the most processes to run at once; default: the CPUs this process may use
             (``PARMAP_WORKERS`` overrides). Processes start on demand, so a short input starts
-            only as many as it needs.
+            only as many as it needs; but a pool that forks its workers from a single-threaded
+            caller on Linux starts them all at once (see :meth:`start`).
         start_method: ``"forkserver"``, ``"spawn"`` or ``"fork"``; default: see
             :func:`default_start_method`.
         lock: a ``multiprocessing`` lock for ``parmap.lock()`` in this pool's workers; by
@@ -116,6 +121,9 @@ class ProcessAdapter(Adapter):
         max_tasks_per_worker: int | None = None,
     ) -> None:
         self._max = workers or default_workers("process")
+        self._fork_first = start_method is None  # see start()
+        self._thread_caps: dict[str, str | None] = {}
+        self._expected: int | None = None
         self.start_method = start_method or default_start_method()
         if self.start_method not in multiprocessing.get_all_start_methods():
             known = multiprocessing.get_all_start_methods()
@@ -128,8 +136,13 @@ class ProcessAdapter(Adapter):
         self._collector: threading.Thread | None = None
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
-        self._progress: Any = None  # shared (chunk_id, position) pairs, one per worker slot
-        self._marks: memoryview | None = None
+        # Shared (chunk_id, position) pairs, one per worker slot: an anonymous mapping for
+        # workers forked from here, a multiprocessing RawArray (made when first needed, it
+        # costs ~2 ms) for the others.
+        self._fork_progress: mmap.mmap | None = None
+        self._progress: Any = None
+        self._one_call = False
+        self._lock_wanted = False
         self._free_slots: list[int] = []
         self._stopwatch = Stopwatch()
         self._lock_given = lock  # the caller's process lock, or None: the pool makes one
@@ -151,6 +164,7 @@ class ProcessAdapter(Adapter):
     def share_lock(self, lock: object) -> object:
         """The pool's process lock (handed to each worker as it starts), or a picklable lock."""
         if lock is True or lock is self._lock_given or lock is self._shared_lock:
+            self._lock_wanted = True
             return INHERITED_LOCK
         if isinstance(lock, SemLock):  # a process lock: it can only be inherited
             if self.running or self._lock_given is not None:
@@ -167,6 +181,7 @@ class ProcessAdapter(Adapter):
                 )
                 raise ValueError(msg)
             self._lock_given = lock
+            self._lock_wanted = True
             return INHERITED_LOCK
         return picklable_lock(lock, "pass the process lock to the pool: ProcessAdapter(lock=...)")
 
@@ -175,21 +190,38 @@ class ProcessAdapter(Adapter):
         with self._lock:
             return [w.proc.pid for w in self._pool]
 
+    def expect(self, chunks: int | None) -> None:
+        """Start no more than ``chunks`` workers up front (a hint from a one-call map)."""
+        self._expected = chunks
+        self._one_call = True
+
     def start(self) -> None:
-        """Start the collector thread; worker processes start when chunks arrive."""
+        """Start the collector thread; worker processes start when chunks arrive.
+
+        Fast path: with the default start method on Linux, a caller that runs a single thread
+        forks its first workers right here, before the collector thread exists, as
+        ``multiprocessing``'s fork start does (a few ms instead of a fork server's start-up).
+        Later workers (replacements, growth) come from the usual start method.
+        """
         if self._collector is not None:
             return
         self._ctx: Any = multiprocessing.get_context(self.start_method)  # typeshed lacks .Process
         if self.start_method == "forkserver":
             preload_in_fork_server()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
-        # Each worker records which item it runs here, so a death or a hang names that item.
+        # Each worker records which item it runs, so a death or a hang names that item.
         # Twice the slots of the workers: a retiring worker keeps its slot until it has exited.
-        self._progress = self._ctx.RawArray("q", 2 * 2 * self._max)
-        self._marks = memoryview(self._progress).cast("B").cast("q")
         self._free_slots = list(range(2 * self._max))
-        self._shared_lock = self._lock_given or self._ctx.Lock()
+        # A one-call map makes a process lock (~1 ms, and a resource tracker) only if it asked.
+        needs_lock = self._lock_given is not None or self._lock_wanted or not self._one_call
+        self._shared_lock = (self._lock_given or self._ctx.Lock()) if needs_lock else None
         self._closing = self._killing = False
+        self._thread_caps = thread_caps(self._max)
+        if self._fork_first and can_fork_now():
+            self._fork_progress = mmap.mmap(-1, 8 * 2 * 2 * self._max)
+            fork = multiprocessing.get_context("fork")
+            for _ in range(min(self._max, self._expected or self._max)):
+                self._spawn(fork)
         self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
         self._collector.start()
 
@@ -248,7 +280,7 @@ class ProcessAdapter(Adapter):
                 w.proc.terminate()
             self._reap(w)
         self._pool.clear()
-        self._marks = self._progress = self._shared_lock = None
+        self._fork_progress = self._progress = self._shared_lock = None
 
     # -- always under self._lock ----------------------------------------------------------
 
@@ -301,18 +333,40 @@ class ProcessAdapter(Adapter):
         starting = sum(1 for w in self._pool if not w.ready)
         live = sum(1 for w in self._pool if not w.stopping)
         if len(self._pending) > starting and live < self._max and self._free_slots:
-            parent, child = self._ctx.Pipe(duplex=True)
-            slot = self._free_slots.pop()
-            proc = self._ctx.Process(
-                target=process_worker,
-                args=(child, self._progress, slot, self._shared_lock),
-                name="parmap-worker",
-                daemon=True,
-            )
-            proc.start()
-            child.close()
-            self._pool.append(_Worker(proc, parent, slot))
+            self._spawn(self._ctx)
             self._wake()
+
+    def _spawn(self, ctx: Any) -> None:
+        if ctx.get_start_method() == "fork" and self._fork_progress is not None:
+            progress: Any = self._fork_progress
+        else:
+            if self._progress is None:
+                self._progress = self._ctx.RawArray("q", 2 * 2 * self._max)
+            progress = self._progress
+        parent, child = ctx.Pipe(duplex=True)
+        slot = self._free_slots.pop()
+        # A forked worker inherits every descriptor the caller has: it must close the caller's
+        # ends of the pipes, or its own pipe never reads end-of-file when the caller dies.
+        inherited = (
+            (parent, self._wake_r, self._wake_w, *(w.conn for w in self._pool))
+            if ctx.get_start_method() == "fork"
+            else ()
+        )
+        proc = ctx.Process(
+            target=process_worker,
+            args=(child, progress, slot, self._shared_lock),
+            kwargs={"inherited": inherited, "thread_caps": self._thread_caps},
+            name="parmap-worker",
+            daemon=True,
+        )
+        if inherited:
+            proc.start()
+        else:  # a spawned worker, or the fork server it comes from, starts with the caps
+            with capped_environ(self._thread_caps):
+                proc.start()
+        child.close()
+        marks = memoryview(progress).cast("B").cast("q")[2 * slot : 2 * slot + 2]
+        self._pool.append(_Worker(proc, parent, slot, marks))
 
     def _wake(self) -> None:
         if self._wake_w is not None:
@@ -350,14 +404,13 @@ class ProcessAdapter(Adapter):
 
     def _kill_overdue(self) -> None:
         """Kill each worker whose current item has run past its call's timeout."""
-        assert self._marks is not None
         now = time.monotonic()
         with self._lock:
             for w in self._pool:
                 task = w.task
                 if task is None or not task.job.timeout or w.timed_out is not None:
                     continue
-                mark = (self._marks[2 * w.slot], self._marks[2 * w.slot + 1])
+                mark = (w.marks[0], w.marks[1])
                 running = mark[0] == task.chunk_id and mark[1] >= 0
                 if running and self._stopwatch.overdue(w.slot, mark, task.job.timeout, now):
                     w.timed_out = mark[1]
@@ -452,9 +505,7 @@ class ProcessAdapter(Adapter):
 
     def _running_position(self, worker: _Worker, task: _Task) -> int | None:
         """Position in ``task`` of the item ``worker`` was running, if its progress says."""
-        if self._marks is None:
-            return None
-        chunk_id, pos = self._marks[2 * worker.slot], self._marks[2 * worker.slot + 1]
+        chunk_id, pos = worker.marks[0], worker.marks[1]
         return pos if chunk_id == task.chunk_id and 0 <= pos < task.size else None
 
     # -- shutdown helpers -----------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import MutableSequence
+from collections.abc import Mapping, MutableSequence
 from typing import TYPE_CHECKING, Any
 
 from parmap._errors import InitializerError, LockUnavailableError, SerializationError
@@ -29,6 +29,7 @@ from parmap._task import (
     rebuild_chunk,
     restore_job,
 )
+from parmap._threadcaps import apply_in_worker
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -203,7 +204,15 @@ def _exit_with_caller(conn: Connection) -> None:
     threading.Thread(target=watch, name="parmap-caller-watch", daemon=True).start()
 
 
-def process_worker(conn: Connection, progress: Any = None, slot: int = 0, shared_lock: Any = None) -> None:
+def process_worker(
+    conn: Connection,
+    progress: Any = None,
+    slot: int = 0,
+    shared_lock: Any = None,
+    *,
+    inherited: tuple[Connection | None, ...] = (),
+    thread_caps: Mapping[str, str | None] | None = None,
+) -> None:
     """Main loop of a worker process: read a chunk, run it, send its result, until told to stop.
 
     Each chunk arrives as 2 or 3 frames: a header ``(chunk_id, start, token, has_job)``, the
@@ -211,7 +220,13 @@ def process_worker(conn: Connection, progress: Any = None, slot: int = 0, shared
     ``progress`` is shared memory where the worker records ``chunk_id`` at ``2 * slot`` and
     the position of the running item at ``2 * slot + 1``. ``shared_lock`` is the pool's lock,
     which a process lock can only reach by being handed over when the process starts.
+    ``inherited``: the caller's connections a forked worker got a copy of, closed here.
+    ``thread_caps``: the environment that caps numerical libraries' thread pools.
     """
+    apply_in_worker(thread_caps or {})
+    for other in inherited:
+        if other is not None:
+            other.close()
     global _in_worker_process, _inherited_lock  # noqa: PLW0603 - set once, when the process starts
     _in_worker_process = True
     _inherited_lock = shared_lock

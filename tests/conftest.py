@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
-from parmap import pmap
+from parmap import ProcessAdapter, pmap
 from parmap._launch import default_start_method
 
 # The behaviour suite runs once per entry; process-based ones carry the `process` marker.
@@ -93,8 +93,14 @@ def assert_no_leaks(before: Snapshot) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _warm_services() -> None:
-    """Start the fork server (and resource tracker) once, before any baseline is taken."""
+    """Start the fork server (and resource tracker) once, before any baseline is taken.
+
+    Also make multiprocessing's shared-memory arena (kept open for reuse): a plain pmap may
+    fork its workers from here and not need it, a pool on the fork server does.
+    """
     pmap(abs, [1], mode="process")
+    with ProcessAdapter(1, start_method=default_start_method()) as pool:
+        pmap(abs, [1], mode=pool, lock=True)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(default_start_method())) as ex:
         ex.submit(abs, 1).result()
 

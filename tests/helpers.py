@@ -243,3 +243,11 @@ def exit_worker_on(item: tuple[str, int]) -> int:
     if kind == "die":
         os._exit(7)
     return x
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def thread_env(_: object) -> dict[str, str | None]:
+    """The thread-pool variables as a worker sees them."""
+    return {var: os.environ.get(var) for var in THREAD_VARS}

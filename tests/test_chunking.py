@@ -45,9 +45,20 @@ def test_trivial_items_grow_fast_but_not_at_once() -> None:
 
 def test_tail_shrinks_when_the_length_is_known() -> None:
     sizer = ChunkSizer(workers=2, target=10.0, total=100)
-    sizer.observe(1, 1e-6)
+    sizer.observe(1, 1.0)
     sizer.taken(96)
     assert sizer.next_size() == 1  # 4 left on 2 workers: one each, not one chunk of 4
+
+
+def test_tail_of_trivial_items_is_not_cut_into_round_trips() -> None:
+    # 0.1 microsecond per item: 1,000 items are 0.1 ms of work, less than one round trip.
+    sizer = ChunkSizer(workers=2, target=0.05, total=200_000)
+    for _ in range(10):
+        size = sizer.next_size()
+        sizer.taken(size)
+        sizer.observe(size, size * 1e-7)
+    sizer.taken(sizer._remaining - 1_000)  # noqa: SLF001 - a thousand items left
+    assert sizer.next_size() == 1_000
 
 
 @given(

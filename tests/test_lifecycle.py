@@ -147,6 +147,11 @@ def test_concurrent_maps_from_several_threads(mode: str | Executor) -> None:
     assert results == {k: [x * x for x in range(k, k + 50)] for k in range(4)}
 
 
+# A single-threaded script forks its first workers from itself, which never imports the main
+# module again: name the start method to test what forkserver and spawn workers do.
+_NO_FORK_FIRST = {**os.environ, "PARMAP_START_METHOD": default_start_method()}
+
+
 @pytest.mark.process
 def test_unguarded_script_is_a_clear_error_not_a_fork_bomb(tmp_path: Path) -> None:
     if default_start_method() == "fork":
@@ -155,7 +160,12 @@ def test_unguarded_script_is_a_clear_error_not_a_fork_bomb(tmp_path: Path) -> No
     script.write_text("from parmap import pmap\nprint(pmap(abs, [-1, -2, -3], workers=2))\n")
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=_NO_FORK_FIRST,
     )
     assert time.monotonic() - started < 30
     assert result.returncode != 0

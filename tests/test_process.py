@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -49,7 +50,8 @@ def test_fn_is_pickled_once_per_call() -> None:
 
 
 def test_workers_start_on_demand() -> None:
-    with ProcessAdapter(workers=4) as pool:
+    # (A pool that forks its workers from a single-threaded caller starts them all at once.)
+    with ProcessAdapter(workers=4, start_method=default_start_method()) as pool:
         assert pool.pids() == []
         assert pmap(helpers.square, [3], mode=pool) == [9]
         assert len(pool.pids()) == 1
@@ -155,6 +157,11 @@ def test_leak_check_sees_a_leaked_worker() -> None:
     assert after.children <= before.children
 
 
+# A single-threaded script forks its first workers from itself, which never imports the main
+# module again: name the start method to test what forkserver and spawn workers do.
+_NO_FORK_FIRST = {**os.environ, "PARMAP_START_METHOD": default_start_method()}
+
+
 def test_workers_that_cannot_start_fail_fast_without_respawning(tmp_path: Path) -> None:
     if default_start_method() == "fork":
         pytest.skip("fork does not import the main module in workers")
@@ -171,10 +178,84 @@ def test_workers_that_cannot_start_fail_fast_without_respawning(tmp_path: Path) 
         "    print('WorkerDiedError', round(time.monotonic() - started, 1), exc)\n"
     )
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=_NO_FORK_FIRST,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "WorkerDiedError" in result.stdout
     assert re.search(r"failed to start \(exit code \d+\)", result.stdout), result.stdout
     assert "__name__ == '__main__'" in result.stdout
     assert float(result.stdout.split()[1]) < 10
+
+
+FORK_FIRST_SCRIPT = """
+import json, os, sys, threading, time
+from pathlib import Path
+import parmap
+from parmap import ItemTimeoutError, WorkerDiedError, pmap
+
+def parent(_):
+    return os.getppid()
+
+def fragile(x):
+    if x == 3:
+        os._exit(7)
+    if x == 5:
+        time.sleep(30)
+    return x
+
+def count(path):
+    with parmap.lock():
+        p = Path(path)
+        n = int(p.read_text())
+        time.sleep(0.001)
+        p.write_text(str(n + 1))
+
+if __name__ == "__main__":
+    out = {"me": os.getpid()}
+    out["forked"] = pmap(parent, range(6), workers=2, chunksize=1)
+    got = pmap(fragile, range(8), workers=2, chunksize=1, timeout=1, on_error="return")
+    out["fragile"] = [type(v).__name__ if isinstance(v, BaseException) else v for v in got]
+    counter = Path(sys.argv[1])
+    counter.write_text("0")
+    pmap(count, [str(counter)] * 40, workers=2, lock=True)
+    out["count"] = int(counter.read_text())
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    out["threaded"] = pmap(parent, range(6), workers=2, chunksize=1)
+    stop.set()
+    other.join()
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked from the caller only on Linux")
+def test_single_threaded_caller_forks_its_first_workers(tmp_path: Path) -> None:
+    """Forked from the caller while it runs one thread; the fork server once it runs two.
+
+    Deaths, timeouts and the pool lock work the same for workers forked from the caller
+    (the replacements come from the fork server).
+    """
+    script = tmp_path / "fork_first.py"
+    script.write_text(FORK_FIRST_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PARMAP_START_METHOD"}
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "counter")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["forked"] == [out["me"]] * 6
+    assert out["fragile"] == [0, 1, 2, "WorkerDiedError", 4, "ItemTimeoutError", 6, 7]
+    assert out["count"] == 40
+    assert out["me"] not in out["threaded"]
