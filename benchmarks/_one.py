@@ -204,7 +204,7 @@ def _mpire(job: Job, consume: Consume, _stack: ExitStack) -> Callable[[], Any]:
     items = job.items
     if isinstance(items, list) and items and isinstance(items[0], (tuple, list, dict)):
         items = [(x,) for x in items]  # mpire unpacks tuples into arguments: pass them whole
-    options = {"start_method": "threading"} if job.threads else {}
+    options: dict[str, Any] = {"start_method": "threading"} if job.threads else {}
 
     def run() -> Any:
         with WorkerPool(n_jobs=job.workers, **options) as pool:

@@ -8,8 +8,8 @@ the table shows the median, min and max. Results are checked against the serial 
 
 Run from the repository root (POSIX)::
 
-    .venv/bin/python benchmarks/run.py                     # about 15 minutes on 2 cores
-    .venv/bin/python benchmarks/run.py --quick             # CI: about a minute; fails only on wrong results
+    .venv/bin/python benchmarks/run.py                     # about 7 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py --quick             # CI: under a minute; fails only on wrong results
     .venv/bin/python benchmarks/run.py --only tiny stream --repeat 5
     .venv/bin/python benchmarks/run.py --report benchmarks/results/X.json --plot docs/img/speedup.svg
 
@@ -391,6 +391,22 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _git_state() -> str:
+    """The commit measured, and whether parmap/ had uncommitted changes."""
+    try:
+        git = ["git", "-C", str(HERE.parent)]
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "parmap"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    changes = ", with uncommitted changes to parmap/" if dirty.stdout.strip() else ""
+    return f"git {commit.stdout.strip()}{changes}"
+
+
 def _parmap_start_method() -> str:
     try:
         from parmap._launch import default_start_method  # noqa: PLC0415 - private, may move
@@ -417,7 +433,7 @@ def describe_machine(note: str) -> dict[str, str]:
         "ram": f"{_ram_gib():.1f} GiB",
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "parmap": _version("parmap"),
+        "parmap": f"{_version('parmap')} ({_git_state()})",
         "start methods": f"pmap {_parmap_start_method()}, stdlib {multiprocessing.get_start_method()}",
         "peers": ", ".join(f"{name} {_version(name)}" for name in PEERS),
         "load average at start": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
