@@ -409,11 +409,13 @@ def _git_state() -> str:
 
 def _parmap_start_method() -> str:
     try:
-        from parmap._launch import default_start_method  # noqa: PLC0415 - private, may move
-
-        return default_start_method()
+        from parmap import _launch  # noqa: PLC0415 - private, may move
     except ImportError:
         return multiprocessing.get_start_method()
+    method = _launch.default_start_method()
+    if hasattr(_launch, "can_fork_now"):
+        return f"fork when the caller runs one thread (Linux), else {method}"
+    return method
 
 
 def usable_cores() -> int:
@@ -434,7 +436,7 @@ def describe_machine(note: str) -> dict[str, str]:
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "parmap": f"{_version('parmap')} ({_git_state()})",
-        "start methods": f"pmap {_parmap_start_method()}, stdlib {multiprocessing.get_start_method()}",
+        "start methods": f"pmap: {_parmap_start_method()}; stdlib: {multiprocessing.get_start_method()}",
         "peers": ", ".join(f"{name} {_version(name)}" for name in PEERS),
         "load average at start": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         "note": note,
