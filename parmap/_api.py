@@ -11,6 +11,7 @@ from typing import Any, Literal, TypedDict, TypeVar, overload
 from typing_extensions import Unpack
 
 from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
+from parmap._auto import AutoAdapter
 from parmap._driver import drive, input_length
 from parmap._process import ProcessAdapter
 from parmap._progress import check_progress, progress_bar
@@ -54,8 +55,26 @@ def _builtin(mode: str, workers: int | None, max_tasks: int | None) -> Adapter:
     return SerialAdapter()
 
 
-def _adapter_for(mode: Mode, workers: int | None, max_tasks: int | None) -> tuple[Adapter, bool]:
-    """The adapter for ``mode`` and whether this call owns it (starts and shuts it down)."""
+def _adapter_for(
+    mode: Mode,
+    workers: int | None,
+    max_tasks: int | None,
+    *,
+    items: Iterable[Any] = (),
+    pool_only: bool = False,
+) -> tuple[Adapter, bool]:
+    """The adapter for ``mode`` and whether this call owns it (starts and shuts it down).
+
+    ``pool_only``: the call has options that only a pool's workers honour (an initializer, a
+    lock, a timeout), so ``"auto"`` must not run items in the caller: it is ``"process"``.
+    """
+    if mode == "auto":
+        if pool_only or max_tasks is not None:
+            mode = "process"
+        else:
+            auto = AutoAdapter(lambda chosen: _builtin(chosen, workers, None), workers)
+            auto.expect(input_length(items))
+            return auto, True
     if max_tasks is not None and mode not in ("thread", "process"):
         msg = (
             f"max_tasks_per_worker={max_tasks!r} needs mode='thread' or mode='process' "
@@ -224,7 +243,10 @@ def pmap(
         items: any iterable, including generators and unbounded iterators; it is read only as
             far as the chunks in flight need.
         mode: ``"process"`` (default; CPU-bound work), ``"thread"`` (I/O-bound work),
-            ``"serial"`` (the caller's thread: debugging, tiny inputs), an :class:`Adapter`
+            ``"serial"`` (the caller's thread: debugging, tiny inputs), ``"auto"`` (runs the
+            first items in the caller for a few ms, then picks one of those three from their
+            cost and CPU share; with ``initializer``, ``lock``, ``timeout`` or
+            ``max_tasks_per_worker`` it is ``"process"``), an :class:`Adapter`
             (reused across calls while its ``with`` block is open), or any
             ``concurrent.futures.Executor`` you own (borrowed: never shut down by pmap).
         workers: how many workers; default: the CPUs this process may use (process mode) or
@@ -291,7 +313,8 @@ def pmap(
     ):
         msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
         raise ValueError(msg)
-    adapter, owned = _adapter_for(mode, workers, max_tasks_per_worker)
+    pool_only = initializer is not None or lock not in (None, False) or timeout is not None
+    adapter, owned = _adapter_for(mode, workers, max_tasks_per_worker, items=items, pool_only=pool_only)
     if timeout is not None and not adapter.supports_timeout:
         msg = (
             f"timeout={timeout!r} cannot be enforced by {type(adapter).__name__}, which cannot interrupt fn: "

@@ -23,7 +23,7 @@ __all__ = [
 
 AdapterFactory = Callable[[int | None], Adapter]
 ENTRY_POINT_GROUP = "parmap.adapters"
-BUILTIN_MODES = ("serial", "thread", "process")
+BUILTIN_MODES = ("serial", "thread", "process", "auto")
 
 
 def _dask(workers: int | None) -> Adapter:

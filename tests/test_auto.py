@@ -1,0 +1,101 @@
+"""mode="auto": the first items run in the caller, then serial, thread or process is picked."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import helpers
+import pytest
+
+from parmap import pmap
+from parmap._auto import MIN_ITEM_SECONDS, SERIAL_BELOW, choose
+
+
+def spin(ms: float) -> int:
+    """Burn CPU for ``ms`` milliseconds; return the pid that did."""
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+    return os.getpid()
+
+
+def nap(ms: float) -> int:
+    time.sleep(ms / 1000)
+    return os.getpid()
+
+
+def _chosen(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage().split("chose ")[1].split()[0] for r in caplog.records if "chose" in r.getMessage()]
+
+
+@pytest.fixture(autouse=True)
+def _debug_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="parmap")
+
+
+def test_decision_table() -> None:
+    assert choose(1.0, 1.0, 0) == "serial"  # nothing left
+    assert choose(MIN_ITEM_SECONDS / 2, 1.0, None) == "serial"  # trivial items, even unbounded
+    assert choose(1e-4, 1.0, int(SERIAL_BELOW / 1e-4) - 1) == "serial"  # too little work left
+    assert choose(1e-3, 1.0, 1_000) == "process"
+    assert choose(1e-3, 0.1, 1_000) == "thread"
+    assert choose(1e-3, 1.0, None) == "process"
+
+
+def test_one_item_runs_in_the_caller(caplog: pytest.LogCaptureFixture) -> None:
+    assert pmap(spin, [1.0], mode="auto") == [os.getpid()]
+    assert _chosen(caplog) == []  # the input ended during the probe: no pool at all
+
+
+def test_trivial_items_stay_serial(caplog: pytest.LogCaptureFixture) -> None:
+    assert pmap(helpers.square, range(100_000), mode="auto") == [x * x for x in range(100_000)]
+    assert _chosen(caplog) == ["'serial'"]
+
+
+def test_trivial_stream_stays_serial(caplog: pytest.LogCaptureFixture) -> None:
+    got = pmap(helpers.square, (x for x in range(100_000)), mode="auto", lazy=True)
+    assert sum(got) == sum(x * x for x in range(100_000))
+    assert _chosen(caplog) == ["'serial'"]
+
+
+@pytest.mark.process
+def test_cpu_bound_items_go_to_processes(caplog: pytest.LogCaptureFixture) -> None:
+    pids = pmap(spin, [3.0] * 40, mode="auto", workers=2)
+    assert _chosen(caplog) == ["'process'"]
+    assert pids[0] == os.getpid()  # the probe
+    assert len(set(pids) - {os.getpid()}) == 2
+
+
+def test_waiting_items_go_to_threads(caplog: pytest.LogCaptureFixture) -> None:
+    started = time.monotonic()
+    pids = pmap(nap, [20.0] * 40, mode="auto", workers=20)
+    assert _chosen(caplog) == ["'thread'"]
+    assert set(pids) == {os.getpid()}
+    assert time.monotonic() - started < 0.8 * 40 * 0.02  # they waited in parallel
+
+
+def test_every_option_works_as_with_a_fixed_mode(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[object] = []
+    got = pmap(
+        helpers.fail_on(7),
+        [0.0] * 3 + list(range(3, 20)),
+        mode="auto",
+        ordered=False,
+        indexed=True,
+        on_error="return",
+        callback=seen.append,
+    )
+    assert sorted(i for i, _ in got) == list(range(20))
+    errors = [i for i, v in got if isinstance(v, BaseException)]
+    assert errors == [7]
+    assert seen == got
+    assert len(_chosen(caplog)) <= 1
+
+
+@pytest.mark.process
+def test_options_only_workers_honour_mean_process() -> None:
+    # An initializer, a lock or a timeout are promises about workers: no probe in the caller.
+    assert os.getpid() not in pmap(spin, [0.1] * 4, mode="auto", workers=2, lock=True)
+    assert os.getpid() not in pmap(spin, [0.1] * 4, mode="auto", workers=2, timeout=30)
