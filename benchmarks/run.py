@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -392,19 +393,21 @@ def _version(name: str) -> str:
 
 
 def _git_state() -> str:
-    """The commit measured, and whether parmap/ had uncommitted changes."""
+    """The commit measured, and a short hash of any uncommitted changes to parmap/."""
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(HERE.parent), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
     try:
-        git = ["git", "-C", str(HERE.parent)]
-        commit = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(
-            [*git, "status", "--porcelain", "parmap"], capture_output=True, text=True, check=True
-        )
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        changes = git("status", "--porcelain", "parmap") + git("diff", "HEAD", "--", "parmap")
     except (OSError, subprocess.CalledProcessError):
         return "not a git checkout"
-    changes = ", with uncommitted changes to parmap/" if dirty.stdout.strip() else ""
-    return f"git {commit.stdout.strip()}{changes}"
+    if not changes.strip():
+        return f"git {commit}"
+    digest = hashlib.blake2b(changes.encode(), digest_size=4).hexdigest()
+    return f"git {commit} with uncommitted changes to parmap/ (diff {digest})"
 
 
 def _parmap_start_method() -> str:
@@ -558,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         run_plan(plan)
         load = os.getloadavg()
         machine["load average at end"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        if (state := _git_state()) not in machine["parmap"]:  # parmap/ changed during the run
+            machine["parmap at end"] = state
         machine["wall time of the whole run"] = f"{time.perf_counter() - began:.0f} s"
         sizes = {w.name: w.quick if args.quick else w.full for w in plan.workloads}
         titles = {
