@@ -1,7 +1,8 @@
 """The workloads of the articles parmap grew out of: file hashing, tiny and heavy CPU tasks, a crawler.
 
 Everything that runs in a worker process lives here, in an importable module, so that worker
-processes (forkserver or spawn) can import it by name. ``demo.py`` and ``bench_modes.py`` import it.
+processes (forkserver or spawn) can import it by name. ``demo.py``, the other examples and
+``benchmarks/_tasks.py`` import it.
 """
 
 from __future__ import annotations

@@ -165,6 +165,11 @@ class NotRebuildableError(Exception):
     def __init__(self, a: int, b: int) -> None:
         super().__init__(f"{a} and {b}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Python's own reduce, spelled out: tblib (installed by distributed on import, and
+        # inherited by forked workers) would otherwise rebuild the exception without __init__.
+        return (type(self), self.args)
+
 
 def fault(item: tuple[str, int]) -> Any:
     """Run item ``(kind, x)``: ``kind`` says how this item goes wrong ("ok" for not at all)."""

@@ -39,23 +39,20 @@ def test_demo_quick() -> None:
 
 
 @pytest.mark.process
-def test_bench_modes_quick() -> None:
-    out = _run("benchmarks/bench_modes.py", "--quick", "--repeat", "1")
-    for name in (*WORKLOADS, "trivial items (operator.neg)"):
-        assert f"== {name}" in out
-    for header in ("configuration", "median s", "vs pmap process"):
-        assert header in out
-    for config in (
-        "pmap serial",
-        "pmap thread",
-        "pmap process (reference)",
-        "multiprocessing.Pool.map",
-        "ProcessPoolExecutor.map chunksize=1",
+def test_benchmark_quick() -> None:
+    out = _run("benchmarks/run.py", "--quick", "--only", "tiny", "stream", "startup")
+    for text in (
+        "### tiny",
+        "### stream",
+        "### start-up",
+        "speedup vs serial",
+        "time / best peer",
+        "pmap process",
+        "Pool.map",
         "ThreadPoolExecutor.map",
-        "joblib Parallel",
-        "mpire WorkerPool.map",
+        "### Targets",
     ):
-        assert config in out
+        assert text in out
     assert "FAILED" not in out
 
 
