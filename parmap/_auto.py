@@ -13,17 +13,26 @@ of wall time, or until the input ends) decides the rest::
 
 An input without ``len()`` has no estimate of the rest: only the per-item cost decides. The
 choice is logged (logger ``parmap``, level DEBUG) and kept in :attr:`AutoAdapter.chosen`.
+
+A short input (at most ``SHORT`` items per CPU) could be a few heavy items, where running the
+first one alone would cost a whole round. When the caller can fork cheaply (one thread, Linux),
+a process pool starts at once: the first item runs in a probe thread of the caller while the
+pool's workers take the next ones (at most one each); the rest wait for the choice, which the
+probe thread makes and acts on as soon as its item is done (for process, it runs one more of
+them itself while the workers take the others).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from parmap._adapters import Adapter
+from parmap._adapters import Adapter, settle
 from parmap._cpus import default_workers
+from parmap._launch import can_fork_now
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
 
@@ -34,7 +43,8 @@ log = logging.getLogger("parmap")
 PROBE_SECONDS = 0.002  # run items in the caller at least this long before choosing
 MIN_ITEM_SECONDS = 5e-6  # below this, pickling an item and its result costs more than the item
 SERIAL_BELOW = 0.03  # estimated seconds of work left under which no pool pays for itself
-IO_RATIO = 0.5  # CPU seconds per wall second below which items mostly wait
+IO_RATIO = 0.35  # CPU seconds per wall second below which items mostly wait
+SHORT = 4  # items per process worker up to which an input gets a head start
 
 
 def choose(per_item: float, cpu_ratio: float, remaining: int | None) -> str:
@@ -69,6 +79,13 @@ class AutoAdapter(Adapter):
         self._cpu = 0.0
         self._running = False
         self.chosen: str | None = None  #: the mode picked, once the probe is over
+        # The head start of a short input: a process pool started at once, a probe thread,
+        # and the chunks that wait for the choice (with the futures handed to the driver).
+        self._early: Adapter | None = None
+        self._early_chunks = 0
+        self._probe: threading.Thread | None = None
+        self._backlog: list[tuple[Job, Chunk, Future[ChunkResult]]] = []
+        self._guard = threading.Lock()
 
     @property
     def workers(self) -> int:
@@ -86,15 +103,101 @@ class AutoAdapter(Adapter):
             self._total, self._expected = chunks, True
 
     def start(self) -> None:
-        """Nothing starts until the probe has chosen."""
+        """Start a process pool now for a short input (see the module's doc), else nothing."""
         self._running = True
+        cpus = default_workers("process")
+        workers = self._workers or cpus
+        # (workers= above the CPUs is meant for threads: no process pool that wide on a guess.)
+        if self._total is not None and 1 < self._total <= SHORT * workers <= SHORT * cpus and can_fork_now():
+            self._early = self._make("process")
+            self._early.expect(self._total)
+            self._early.start()
 
     def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
         """Run ``chunk`` in the caller while probing, else on the chosen adapter."""
-        if self._inner is None and self._wall >= PROBE_SECONDS:
+        if self._early is not None:
+            with self._guard:
+                if self.chosen is None:
+                    return self._head_start(job, chunk)
+        elif self._inner is None and self._wall >= PROBE_SECONDS:
             self._choose()
         if self._inner is None or self.chosen == "serial":
             return self._run_here(job, chunk)
+        return self._inner.submit(job, chunk)
+
+    def _head_start(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
+        """Before the choice, for a short input: probe thread, then the early pool, then wait."""
+        assert self._early is not None
+        future: Future[ChunkResult] = Future()
+        if self._probe is None:
+            self._probe = threading.Thread(
+                target=self._run_probe, args=(job, chunk, future), name="parmap-auto-probe", daemon=True
+            )
+            early: Future[ChunkResult] | None = None
+        elif self._early_chunks < self._early.workers:
+            self._early_chunks += 1
+            early = self._early.submit(job, chunk)
+            early.add_done_callback(self._early_freed)
+        else:
+            self._backlog.append((job, chunk, future))
+            early = None
+        # The probe starts once the workers have their chunks: a CPU-bound probe thread holds
+        # the GIL that handing them out needs (it would cost ~5 ms per switch).
+        if not self._probe.is_alive() and self._probe.ident is None:
+            assert self._total is not None
+            if self._early_chunks >= min(self._early.workers, self._total - 1):
+                self._probe.start()
+        return early or future
+
+    def _early_freed(self, _: Future[ChunkResult]) -> None:
+        """A worker of the early pool is free before the choice: give it a waiting chunk."""
+        with self._guard:
+            if self.chosen is not None or not self._backlog or self._early is None:
+                return
+            job, chunk, waiting = self._backlog.pop(0)
+            if waiting.cancelled():
+                return
+            early = self._early.submit(job, chunk)
+        _relay(early, waiting)
+        early.add_done_callback(self._early_freed)
+
+    def _run_probe(self, job: Job, chunk: Chunk, future: Future[ChunkResult]) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            result = run_chunk(job, chunk)
+        except BaseException as exc:  # noqa: BLE001 - the driver gets it through the future
+            settle(future, exc=exc)
+            result = None
+        # It shared the CPUs with the early workers: count the share it could have had as 100%.
+        assert self._early is not None
+        share = min(1.0, default_workers("process") / (1 + self._early_chunks))
+        self._wall, self._cpu = (time.perf_counter() - wall) * share, time.thread_time() - cpu
+        self._items = len(chunk.items)
+        with self._guard:
+            self._choose()
+            backlog, self._backlog = self._backlog, []
+        # CPU-bound: this thread takes one more waiting chunk itself, so that the caller's core
+        # is not left idle while the workers catch up (few heavy items end together).
+        mine = backlog.pop(0) if self.chosen == "process" and backlog else None
+        for job_, chunk_, waiting in backlog:
+            if not waiting.cancelled():
+                _relay(self._submit_chosen(job_, chunk_), waiting)
+        if result is not None:
+            settle(future, result)
+        if mine is not None and not mine[2].cancelled():
+            try:
+                settle(mine[2], run_chunk(mine[0], mine[1]))
+            except BaseException as exc:  # noqa: BLE001 - as above
+                settle(mine[2], exc=exc)
+
+    def _submit_chosen(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
+        if self.chosen == "process" and self._early is not None:
+            return self._early.submit(job, chunk)
+        assert self._inner is not None
+        if self.chosen == "serial":
+            done: Future[ChunkResult] = Future()
+            done.set_result(run_chunk(job, chunk))
+            return done
         return self._inner.submit(job, chunk)
 
     def _run_here(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
@@ -120,6 +223,9 @@ class AutoAdapter(Adapter):
             100 * self._cpu / self._wall if self._wall else 100,
             "?" if remaining is None else remaining,
         )
+        if self.chosen == "process" and self._early is not None:
+            self._inner = self._early
+            return
         inner = self._make(self.chosen)
         if self.chosen != "serial":
             inner.expect(remaining)
@@ -127,7 +233,27 @@ class AutoAdapter(Adapter):
         self._inner = inner
 
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
-        """Shut down the chosen pool, if one was started."""
+        """Shut down the pools it started (waiting for the probe thread, unless cancelling)."""
         self._running = False
-        if self._inner is not None:
-            self._inner.shutdown(wait=wait, cancel=cancel)
+        with self._guard:
+            for _, _, waiting in self._backlog:
+                waiting.cancel()
+            self._backlog = []
+        if self._probe is not None and wait and not cancel:
+            self._probe.join()
+        for adapter in {id(a): a for a in (self._inner, self._early) if a is not None}.values():
+            adapter.shutdown(wait=wait, cancel=cancel)
+
+
+def _relay(source: Future[ChunkResult], target: Future[ChunkResult]) -> None:
+    """Complete ``target`` as ``source`` completes."""
+
+    def copy(done: Future[ChunkResult]) -> None:
+        if done.cancelled():
+            target.cancel()
+        elif (exc := done.exception()) is not None:
+            settle(target, exc=exc)
+        else:
+            settle(target, done.result())
+
+    source.add_done_callback(copy)

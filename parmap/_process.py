@@ -206,8 +206,6 @@ class ProcessAdapter(Adapter):
         if self._collector is not None:
             return
         self._ctx: Any = multiprocessing.get_context(self.start_method)  # typeshed lacks .Process
-        if self.start_method == "forkserver":
-            preload_in_fork_server()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         # Each worker records which item it runs, so a death or a hang names that item.
         # Twice the slots of the workers: a retiring worker keeps its slot until it has exited.
@@ -343,6 +341,8 @@ class ProcessAdapter(Adapter):
             if self._progress is None:
                 self._progress = self._ctx.RawArray("q", 2 * 2 * self._max)
             progress = self._progress
+        if ctx.get_start_method() == "forkserver":
+            preload_in_fork_server()  # (only on first use: ~1 ms of imports a forking pool never needs)
         parent, child = ctx.Pipe(duplex=True)
         slot = self._free_slots.pop()
         # A forked worker inherits every descriptor the caller has: it must close the caller's

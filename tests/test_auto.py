@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import helpers
 import pytest
@@ -99,3 +103,48 @@ def test_options_only_workers_honour_mean_process() -> None:
     # An initializer, a lock or a timeout are promises about workers: no probe in the caller.
     assert os.getpid() not in pmap(spin, [0.1] * 4, mode="auto", workers=2, lock=True)
     assert os.getpid() not in pmap(spin, [0.1] * 4, mode="auto", workers=2, timeout=30)
+
+
+HEAD_START = """
+import json, os, sys, time
+from parmap import pmap
+
+def spin(ms):
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+    return os.getpid()
+
+def nap(ms):
+    time.sleep(ms / 1000)
+    return os.getpid()
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    heavy = pmap(spin, [60.0] * 6, mode="auto", workers=2)
+    heavy_s = time.perf_counter() - started
+    started = time.perf_counter()
+    waits = pmap(nap, [100.0] * 8, mode="auto", workers=2)
+    waits_s = time.perf_counter() - started
+    out = {"me": os.getpid(), "heavy": heavy, "heavy_s": heavy_s, "waits": waits, "waits_s": waits_s}
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.process
+@pytest.mark.skipif(sys.platform != "linux", reason="the head start needs a caller that can fork cheaply")
+def test_short_input_gets_a_head_start(tmp_path: Path) -> None:
+    """A few heavy items: the first runs in a probe thread while workers take the next ones."""
+    script = tmp_path / "head_start.py"
+    script.write_text(HEAD_START)
+    env = {k: v for k, v in os.environ.items() if k != "PARMAP_START_METHOD"}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["heavy"].count(out["me"]) == 2  # the probe's item, and one more once it chose
+    assert len(set(out["heavy"]) - {out["me"]}) == 2
+    assert out["heavy_s"] < 0.8 * 6 * 0.060  # not one item after another
+    # Items that wait: the probe and one per worker first, then the rest on 2 threads.
+    assert out["waits_s"] < 0.8 * 8 * 0.100
