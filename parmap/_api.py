@@ -264,7 +264,8 @@ def pmap(
             Or your own lock: a ``multiprocessing`` lock of the workers' start method (for a
             reusable pool, give it to the pool), a ``Manager().Lock()``, or any lock object
             for threads.
-        on_error: ``"raise"``: the first failing item (in delivery order) stops the map, and
+        on_error: ``"raise"``: the first failing item in delivery order (input order with
+            ``ordered=True``, completion order without) stops the map, and
             its exception propagates after the results before it. ``"return"``: a failed
             item's exception object stands in its place and the map goes on.
         timeout: seconds one item may run. An item that runs longer fails with
