@@ -363,7 +363,10 @@ def _stream(
         for start, values in batches:
             if advance is not None:
                 advance(len(values))
-            for value in enumerate(values, start) if indexed else values:
-                if callback is not None:
-                    callback(value)
+            delivered = enumerate(values, start) if indexed else values
+            if callback is None:
+                yield from delivered  # the common case, without a Python-level step per item
+                continue
+            for value in delivered:
+                callback(value)
                 yield value
