@@ -90,6 +90,8 @@ class AutoAdapter(Adapter):
     @property
     def workers(self) -> int:
         """The most workers either pool would run: the driver keeps enough chunks in flight."""
+        if self._total is not None and self._total <= 1:
+            return 1  # nothing to spread: not even worth counting the CPUs
         return self._workers or max(default_workers("process"), default_workers("thread"))
 
     @property
@@ -105,10 +107,12 @@ class AutoAdapter(Adapter):
     def start(self) -> None:
         """Start a process pool now for a short input (see the module's doc), else nothing."""
         self._running = True
+        if self._total is None or self._total <= 1:
+            return
         cpus = default_workers("process")
         workers = self._workers or cpus
         # (workers= above the CPUs is meant for threads: no process pool that wide on a guess.)
-        if self._total is not None and 1 < self._total <= SHORT * workers <= SHORT * cpus and can_fork_now():
+        if self._total <= SHORT * workers <= SHORT * cpus and can_fork_now():
             self._early = self._make("process")
             self._early.expect(self._total)
             self._early.start()
