@@ -171,6 +171,12 @@ class ExecutorAdapter(Adapter):
     The executor is borrowed: ``shutdown`` never shuts it down. ``fn`` reaches a process-based
     executor pickled once per call (cloudpickle where plain pickle cannot) and is rebuilt once
     per worker process.
+
+    Args:
+        executor: a running ``ThreadPoolExecutor``, ``ProcessPoolExecutor`` or any other
+            ``concurrent.futures.Executor``.
+        workers: how many chunks it runs at once, when the executor does not say
+            (``_max_workers``); else the available CPUs.
     """
 
     def __init__(self, executor: Executor, workers: int | None = None) -> None:

@@ -31,7 +31,12 @@ def _cgroup_limit() -> int | None:
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on: affinity mask and cgroup quota, not ``os.cpu_count()``."""
+    """CPUs this process may run on: affinity mask and cgroup quota, not ``os.cpu_count()``.
+
+    Returns:
+        At least 1: the CPUs of this process's affinity mask (``os.cpu_count()`` where there
+        is none), capped by a cgroup CPU quota (read once per process) when there is one.
+    """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows have no affinity call

@@ -34,7 +34,17 @@ _CACHE_SIZE = 8  # a worker serves one call at a time, a reusable pool a few in 
 
 
 class Job:
-    """``fn`` and how to call it, shared by every chunk of one ``pmap`` call."""
+    """``fn`` and how to call it, shared by every chunk of one ``pmap`` call.
+
+    Args:
+        fn: the function to apply.
+        star: call ``fn(*item)`` instead of ``fn(item)``.
+        initializer: run once in each worker (thread or process) before its first item.
+        initargs: arguments of ``initializer``.
+        keep_going: ``on_error="return"``: a failed item does not stop its chunk.
+        timeout: seconds one item may run (enforced by adapters that can).
+        lock: what ``parmap.lock()`` returns in ``fn`` (from :meth:`Adapter.share_lock`).
+    """
 
     __slots__ = (
         "_payload",

@@ -53,6 +53,9 @@ def lock() -> Any:
     manager: ``with parmap.lock(): ...``. It is a process lock in process mode, a thread lock
     in thread mode, a re-entrant lock in serial mode, or the lock you passed as ``lock=``.
 
+    Returns:
+        The lock object (it has ``acquire``, ``release`` and works with ``with``).
+
     Raises:
         LockUnavailableError: no ``pmap(..., lock=...)`` call runs this code.
     """
@@ -124,6 +127,10 @@ def run_chunk(
         progress: where to record the position of the item being run (``progress[slot]``), so
             that the caller can name it if the worker dies or hangs.
         slot: this worker's index in ``progress``.
+
+    Returns:
+        One value per item run, in order (an item's exception in its place, its position in
+        ``failed``); ``error`` set instead when the chunk could not run at all.
     """
     previous = getattr(_local, "lock", None)  # a nested serial map restores its caller's lock
     shared = job.lock
