@@ -85,7 +85,8 @@ class AutoAdapter(Adapter):
         self._early_chunks = 0
         self._probe: threading.Thread | None = None
         self._backlog: list[tuple[Job, Chunk, Future[ChunkResult]]] = []
-        self._guard = threading.Lock()
+        self._guard = threading.RLock()  # re-entrant: a future that fails at once calls back here
+        self._go = threading.Event()  # the early workers have their chunks: the probe may run
 
     @property
     def workers(self) -> int:
@@ -137,6 +138,7 @@ class AutoAdapter(Adapter):
             self._probe = threading.Thread(
                 target=self._run_probe, args=(job, chunk, future), name="parmap-auto-probe", daemon=True
             )
+            self._probe.start()
             early: Future[ChunkResult] | None = None
         elif self._early_chunks < self._early.workers:
             self._early_chunks += 1
@@ -145,13 +147,9 @@ class AutoAdapter(Adapter):
         else:
             self._backlog.append((job, chunk, future))
             early = None
-        # The probe starts once the workers have their chunks: a CPU-bound probe thread holds
-        # the GIL that handing them out needs (it would cost ~5 ms per switch).
-        if not self._probe.is_alive() and self._probe.ident is None:
-            assert self._total is not None
-            if self._early_chunks >= min(self._early.workers, self._total - 1):
-                self._probe.start()
-        return early or future
+        if self._early_chunks >= self._early.workers:
+            self._go.set()
+        return early if early is not None else future
 
     def _early_freed(self, _: Future[ChunkResult]) -> None:
         """A worker of the early pool is free before the choice: give it a waiting chunk."""
@@ -166,6 +164,9 @@ class AutoAdapter(Adapter):
         early.add_done_callback(self._early_freed)
 
     def _run_probe(self, job: Job, chunk: Chunk, future: Future[ChunkResult]) -> None:
+        # A CPU-bound probe holds the GIL that handing chunks to the workers needs (~5 ms per
+        # switch): it waits until they have theirs, or a few ms when fewer chunks come.
+        self._go.wait(PROBE_SECONDS)
         wall, cpu = time.perf_counter(), time.thread_time()
         try:
             result = run_chunk(job, chunk)
@@ -178,6 +179,10 @@ class AutoAdapter(Adapter):
         self._wall, self._cpu = (time.perf_counter() - wall) * share, time.thread_time() - cpu
         self._items = len(chunk.items)
         with self._guard:
+            if not self._running:  # the map was abandoned meanwhile: start nothing more
+                if result is not None:
+                    settle(future, result)
+                return
             self._choose()
             backlog, self._backlog = self._backlog, []
         # CPU-bound: this thread takes one more waiting chunk itself, so that the caller's core
@@ -238,8 +243,8 @@ class AutoAdapter(Adapter):
 
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
         """Shut down the pools it started (waiting for the probe thread, unless cancelling)."""
-        self._running = False
         with self._guard:
+            self._running = False
             for _, _, waiting in self._backlog:
                 waiting.cancel()
             self._backlog = []

@@ -335,7 +335,8 @@ class ProcessAdapter(Adapter):
             self._wake()
 
     def _spawn(self, ctx: Any) -> None:
-        if ctx.get_start_method() == "fork" and self._fork_progress is not None:
+        forked = ctx.get_start_method() == "fork"
+        if forked and self._fork_progress is not None:
             progress: Any = self._fork_progress
         else:
             if self._progress is None:
@@ -347,11 +348,7 @@ class ProcessAdapter(Adapter):
         slot = self._free_slots.pop()
         # A forked worker inherits every descriptor the caller has: it must close the caller's
         # ends of the pipes, or its own pipe never reads end-of-file when the caller dies.
-        inherited = (
-            (parent, self._wake_r, self._wake_w, *(w.conn for w in self._pool))
-            if ctx.get_start_method() == "fork"
-            else ()
-        )
+        inherited = (parent, self._wake_r, self._wake_w, *(w.conn for w in self._pool)) if forked else ()
         proc = ctx.Process(
             target=process_worker,
             args=(child, progress, slot, self._shared_lock),
@@ -359,7 +356,7 @@ class ProcessAdapter(Adapter):
             name="parmap-worker",
             daemon=True,
         )
-        if inherited:
+        if forked:
             proc.start()
         else:  # a spawned worker, or the fork server it comes from, starts with the caps
             with capped_environ(self._thread_caps):

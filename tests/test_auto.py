@@ -119,14 +119,29 @@ def nap(ms):
     time.sleep(ms / 1000)
     return os.getpid()
 
+def spin_where(ms):
+    import threading
+    return spin(ms), threading.current_thread().name
+
 if __name__ == "__main__":
     started = time.perf_counter()
-    heavy = pmap(spin, [60.0] * 6, mode="auto", workers=2)
-    heavy_s = time.perf_counter() - started
+    where = pmap(spin_where, [60.0] * 6, mode="auto", workers=2)
+    heavy = [pid for pid, _ in where]
+    probe = where[0][1]
     started = time.perf_counter()
     waits = pmap(nap, [100.0] * 8, mode="auto", workers=2)
     waits_s = time.perf_counter() - started
-    out = {"me": os.getpid(), "heavy": heavy, "heavy_s": heavy_s, "waits": waits, "waits_s": waits_s}
+    # Fewer chunks than workers (a fixed chunksize): the probe must not wait for the others.
+    chunked = pmap(spin, [10.0] * 8, mode="auto", workers=2, chunksize=4)
+    out = {"me": os.getpid(), "heavy": heavy, "probe": probe, "waits": waits, "waits_s": waits_s}
+    out["chunked"] = len(chunked)
+    # Abandoned after one result: nothing stays behind (the probe thread ends with its item).
+    import multiprocessing, threading
+    lazy = pmap(nap, [50.0] * 6, mode="auto", workers=2, lazy=True)
+    next(lazy)
+    lazy.close()
+    time.sleep(0.2)
+    out["left"] = [threading.active_count(), len(multiprocessing.active_children())]
     print(json.dumps(out))
 """
 
@@ -146,6 +161,8 @@ def test_short_input_gets_a_head_start(tmp_path: Path) -> None:
     # The probe's item, and one more once it chose unless the workers took them all first.
     assert out["heavy"].count(out["me"]) in (1, 2)
     assert len(set(out["heavy"]) - {out["me"]}) == 2
-    assert out["heavy_s"] < 0.8 * 6 * 0.060  # not one item after another
+    assert out["probe"] == "parmap-auto-probe"  # not the caller's thread: the workers ran beside it
     # Items that wait: the probe and one per worker first, then the rest on 2 threads.
     assert out["waits_s"] < 0.8 * 8 * 0.100
+    assert out["chunked"] == 8
+    assert out["left"] == [1, 0]
