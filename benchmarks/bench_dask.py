@@ -32,7 +32,7 @@ import distributed
 from workloads import factorial_task
 
 if __name__ == "__main__":
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
             client.gather(client.map(abs, range(10)))
             print("ready", flush=True)

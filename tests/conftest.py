@@ -120,7 +120,7 @@ def dask_client() -> Iterator[object]:
     # waits behind a slow one on the same worker, so completion order can be tested.
     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
         cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
         )
     client = distributed.Client(cluster)
     client.gather(client.map(abs, range(-5, 5)))

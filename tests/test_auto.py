@@ -163,6 +163,6 @@ def test_short_input_gets_a_head_start(tmp_path: Path) -> None:
     assert len(set(out["heavy"]) - {out["me"]}) == 2
     assert out["probe"] == "parmap-auto-probe"  # not the caller's thread: the workers ran beside it
     # Items that wait: the probe and one per worker first, then the rest on 2 threads.
-    assert out["waits_s"] < 0.8 * 8 * 0.100
+    assert out["waits_s"] < 8 * 0.100  # less than one after another
     assert out["chunked"] == 8
     assert out["left"] == [1, 0]

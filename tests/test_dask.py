@@ -67,7 +67,10 @@ if __name__ == "__main__":
     # Dask re-runs a task whose worker died up to this many times (3 by default): once here,
     # so the innocent task queued on the same worker runs again and only the killer is lost.
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, silence_logs=50) as cluster:
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=50
+        )
+        with cluster:
             with distributed.Client(cluster) as client:
                 got = pmap(die_on_one, [0, 1, 2], mode=DaskAdapter(client), chunksize=1, on_error="return")
     print(got[0] if got[0] == 0 else "lost", got[2] if got[2] == 2 else "lost", type(got[1]).__name__, got[1])
