@@ -256,3 +256,14 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 def thread_env(_: object) -> dict[str, str | None]:
     """The thread-pool variables as a worker sees them."""
     return {var: os.environ.get(var) for var in THREAD_VARS}
+
+
+def no_fork_first_env() -> dict[str, str]:
+    """The environment for a script whose workers must come from the default start method.
+
+    A single-threaded script forks its first workers from itself, which never imports the main
+    module again: naming the start method tests what forkserver and spawn workers do.
+    """
+    from parmap._launch import default_start_method  # noqa: PLC0415 - only the tests that spawn scripts
+
+    return {**os.environ, "PARMAP_START_METHOD": default_start_method()}

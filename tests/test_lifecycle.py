@@ -147,11 +147,6 @@ def test_concurrent_maps_from_several_threads(mode: str | Executor) -> None:
     assert results == {k: [x * x for x in range(k, k + 50)] for k in range(4)}
 
 
-# A single-threaded script forks its first workers from itself, which never imports the main
-# module again: name the start method to test what forkserver and spawn workers do.
-_NO_FORK_FIRST = {**os.environ, "PARMAP_START_METHOD": default_start_method()}
-
-
 @pytest.mark.process
 def test_unguarded_script_is_a_clear_error_not_a_fork_bomb(tmp_path: Path) -> None:
     if default_start_method() == "fork":
@@ -165,7 +160,7 @@ def test_unguarded_script_is_a_clear_error_not_a_fork_bomb(tmp_path: Path) -> No
         text=True,
         timeout=60,
         check=False,
-        env=_NO_FORK_FIRST,
+        env=helpers.no_fork_first_env(),
     )
     assert time.monotonic() - started < 30
     assert result.returncode != 0

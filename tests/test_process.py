@@ -157,11 +157,6 @@ def test_leak_check_sees_a_leaked_worker() -> None:
     assert after.children <= before.children
 
 
-# A single-threaded script forks its first workers from itself, which never imports the main
-# module again: name the start method to test what forkserver and spawn workers do.
-_NO_FORK_FIRST = {**os.environ, "PARMAP_START_METHOD": default_start_method()}
-
-
 def test_workers_that_cannot_start_fail_fast_without_respawning(tmp_path: Path) -> None:
     if default_start_method() == "fork":
         pytest.skip("fork does not import the main module in workers")
@@ -183,7 +178,7 @@ def test_workers_that_cannot_start_fail_fast_without_respawning(tmp_path: Path) 
         text=True,
         timeout=60,
         check=False,
-        env=_NO_FORK_FIRST,
+        env=helpers.no_fork_first_env(),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
