@@ -7,6 +7,7 @@ the caller's thread. ``process_worker`` is the main function of the processes th
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import signal
@@ -157,18 +158,22 @@ def _run_items(
     failed: dict[int, str | None] = {}
     append, fn, keep_going = values.append, job.fn, job.keep_going
     # The position of an item is len(values) when it starts: values holds one entry per item run.
-    if progress is None and not job.star:  # the hot path, kept free of per-item branches
-        for item in chunk.items:
+    if progress is None:  # the hot path: the loop runs in C (map), about 2x a Python for loop
+        source = iter(chunk.items)
+        calls = itertools.starmap(fn, source) if job.star else map(fn, source)
+        while True:
             try:
-                append(fn(item))
-            except BaseException as exc:  # noqa: BLE001, PERF203 - SystemExit is a result too; try is free
+                # CPython's list.extend keeps what it appended before an exception, and the
+                # map resumes after the failed item: so len(values) is that item's position.
+                values.extend(calls)
+            except BaseException as exc:  # noqa: BLE001 - SystemExit is a result too
                 _record(exc, values, failed, in_caller=in_caller)
-                if not keep_going:
-                    break
+                if keep_going:
+                    continue
+            break
     else:
         for item in chunk.items:
-            if progress is not None:
-                progress[slot] = len(values)
+            progress[slot] = len(values)
             try:
                 append(fn(*item) if job.star else fn(item))
             except BaseException as exc:  # noqa: BLE001 - as above
