@@ -18,7 +18,9 @@ from __future__ import annotations
 import abc
 import threading
 import types
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future, InvalidStateError, ThreadPoolExecutor
+from typing import Any
 
 from typing_extensions import Self
 
@@ -105,6 +107,16 @@ class Adapter(abc.ABC):
 
         None when unknown. An adapter may use it to start no more workers than can be busy.
         """
+
+    def share_input(self, items: Sequence[Any]) -> bool:  # noqa: ARG002 - declining needs no look
+        """Offer, before :meth:`start`, a one-call map's input: a list, tuple or range.
+
+        Nothing changes ``items`` until the map ends. An adapter whose workers will hold a
+        copy of it (forked from the caller) may return True: its chunks then carry
+        :class:`~parmap._task.SharedItems`, positions in the input rather than the items.
+        The default declines.
+        """
+        return False
 
     def share_lock(self, lock: object) -> object:
         """What to put in ``Job.lock`` so every worker sees the same lock as ``parmap.lock()``.

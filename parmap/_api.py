@@ -333,7 +333,19 @@ def pmap(
         timeout=timeout,
         lock=shared_lock,
     )
-    batches = drive(adapter, job, items, chunksize=chunksize, ordered=ordered, owned=owned)
+    # An eager call without a callback runs no code of the caller's until it returns: nothing
+    # can change a list input meanwhile, so forked workers may read it from their copy.
+    fixed = not lazy and callback is None
+    batches = drive(
+        adapter,
+        job,
+        items,
+        chunksize=chunksize,
+        ordered=ordered,
+        owned=owned,
+        fixed_input=fixed,
+        eager=not lazy,
+    )
     total = input_length(items)
     if lazy:
         return _stream(batches, callback, indexed=indexed, progress=progress, total=total)

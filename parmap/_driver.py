@@ -9,9 +9,11 @@ for, and it reads the input only as far as a bounded window of chunks needs::
 
 The window counts chunks submitted and not yet delivered (with ``ordered=True`` a finished
 chunk waits in it for those before it), so memory stays bounded by ``window x chunk size``
-whatever the input's length. Every exit (exhausted, an exception, ``close()``, garbage
-collection) leaves through the ``finally`` that cancels what is outstanding and shuts down
-an adapter the driver started.
+whatever the input's length. A map that returns a list keeps every result anyway: there, a
+finished chunk leaves the window at once, and no worker waits for one that is late.
+
+Every exit (exhausted, an exception, ``close()``, garbage collection) leaves through the
+``finally`` that cancels what is outstanding and shuts down an adapter the driver started.
 
 A chunk can fail as a whole (its worker died, an item could not be unpickled). When the
 adapter knows which item was running (``ParmapError.position``), that item alone gets the
@@ -22,9 +24,10 @@ one item at a time, which isolates the culprit. Items of such a chunk may theref
 from __future__ import annotations
 
 import functools
+import logging
 import queue
 import reprlib
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from itertools import islice
 from typing import Any
@@ -32,10 +35,11 @@ from typing import Any
 from parmap._adapters import Adapter
 from parmap._chunking import ChunkSizer
 from parmap._errors import InitializerError, RemoteTraceback
-from parmap._task import Chunk, ChunkResult, Job
+from parmap._task import Chunk, ChunkResult, Job, SharedItems
 
 __all__ = ["drive", "input_length"]
 
+log = logging.getLogger("parmap")
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 120
 _NOT_RUN: Any = object()  # an item after a failure that stopped its chunk (on_error="raise")
@@ -68,12 +72,24 @@ class _Slot:
 
     def __init__(self, chunk: Chunk) -> None:
         self.chunk = chunk
-        self.values: list[Any] = [_NOT_RUN] * len(chunk.items)
+        self.values: list[Any] = []  # filled in place, or replaced by the first complete part
         self.failed: set[int] = set()  # positions whose value is the exception of that item
         self.parts = 0
 
+    def store(self, offset: int, values: list[Any]) -> None:
+        """Put a part's values in place; a whole chunk's list is taken as it is (no copy)."""
+        size = len(self.chunk.items)
+        if not self.values and offset == 0 and len(values) == size:
+            self.values = values
+            return
+        if len(self.values) != size:
+            self.values = [_NOT_RUN] * size
+        self.values[offset : offset + len(values)] = values
+
     def fail(self, pos: int, exc: BaseException, tb: str | None) -> None:
         item = _repr.repr(self.chunk.items[pos])
+        if len(self.values) != len(self.chunk.items):
+            self.values = [_NOT_RUN] * len(self.chunk.items)
         self.values[pos] = _explained(
             exc, tb, f"parmap: raised on item {self.chunk.start + pos} of the input: {item}"
         )
@@ -100,10 +116,14 @@ def input_length(items: Iterable[Any]) -> int | None:
 class _Map:
     """The state of one map between the adapter's futures and the caller's generator."""
 
-    def __init__(self, adapter: Adapter, job: Job, sizer: ChunkSizer) -> None:
+    def __init__(
+        self, adapter: Adapter, job: Job, sizer: ChunkSizer, shared: Sequence[Any] | None = None
+    ) -> None:
         self.adapter = adapter
         self.job = job
         self.sizer = sizer
+        self.shared = shared  # the input, when the adapter's workers read chunks from their copy
+        self.eager = False  # every result is kept: chunks waiting for their turn do not count
         self.next_seq = 0  # sequence number of the next chunk read from the input
         self.next_out = 0  # sequence number of the next chunk to deliver in order
         self.index = 0  # input index of the next item read
@@ -114,8 +134,13 @@ class _Map:
 
     def fill(self, source: Iterator[Any], window: int) -> bool:
         """Read and submit chunks until ``window`` are in flight; False once the input is exhausted."""
-        while len(self.slots) < window:
-            batch = list(islice(source, self.sizer.next_size()))
+        while len(self.slots) - (len(self.finished) if self.eager else 0) < window:
+            batch: Sequence[Any]
+            if self.shared is None:
+                batch = list(islice(source, self.sizer.next_size()))
+            else:
+                end = min(len(self.shared), self.index + self.sizer.next_size())
+                batch = SharedItems(self.shared, self.index, end)
             if not batch:
                 return False
             self.sizer.taken(len(batch))
@@ -184,7 +209,7 @@ class _Map:
             return seq, slot
         assert result is not None
         self.sizer.observe(len(result.values), result.elapsed)
-        slot.values[offset : offset + len(result.values)] = result.values
+        slot.store(offset, result.values)
         for pos, item_tb in result.failed.items():
             slot.fail(offset + pos, result.values[pos], item_tb)
         return seq, slot
@@ -194,8 +219,18 @@ class _Map:
         if size == 1:
             pos = 0
         if pos is None or not 0 <= pos < size:
-            for i in range(size):  # which item? run them one by one to find out
+            lo, hi = getattr(error, "span", None) or (0, size)
+            if not 0 <= lo < hi <= size:
+                lo, hi = 0, size
+            # Which item? Run the suspects one by one to find out; if none fails again (a
+            # worker killed from outside), the map goes on and this warning is all that is left.
+            log.warning("parmap: %s; running those items again one at a time", error)
+            if lo:
+                self.submit(seq, offset, lo)
+            for i in range(lo, hi):
                 self.submit(seq, offset + i, 1)
+            if hi < size:
+                self.submit(seq, offset + hi, size - hi)
             return
         self.slots[seq].fail(offset + pos, error, tb)
         if pos:
@@ -215,6 +250,18 @@ def _deliver(slot: _Slot, *, keep_going: bool) -> Generator[tuple[int, list[Any]
     raise slot.values[first]
 
 
+def _start(
+    adapter: Adapter, items: Iterable[Any], total: int | None, chunksize: int | None, *, fixed_input: bool
+) -> Sequence[Any] | None:
+    """Start an adapter the map owns; the input if its workers will read chunks from a copy."""
+    adapter.expect(total if chunksize is None or total is None else -(-total // chunksize))
+    shared = None
+    if fixed_input and isinstance(items, list | tuple | range) and type(items) in (list, tuple, range):
+        shared = items if adapter.share_input(items) else None
+    adapter.start()  # first: some adapters (a cluster) know their worker count only once started
+    return shared
+
+
 def drive(
     adapter: Adapter,
     job: Job,
@@ -223,6 +270,8 @@ def drive(
     chunksize: int | None,
     ordered: bool,
     owned: bool,
+    fixed_input: bool = False,
+    eager: bool = False,
 ) -> Generator[tuple[int, list[Any]], None, None]:
     """Run ``job`` over ``items`` on ``adapter``; yield ``(start, values)`` batches.
 
@@ -232,11 +281,13 @@ def drive(
     ends the map: the values before it are yielded, then its exception is raised. Once a
     failure is seen, no more input is read and (in order) the chunks after it are cancelled.
     ``owned``: the driver starts the adapter and shuts it down on every way out.
+    ``fixed_input``: nothing can change ``items`` before the map ends (no caller code runs
+    meanwhile), so an adapter whose workers get a copy of a list, tuple or range may read
+    the chunks from there. ``eager``: the caller keeps every result (a list is returned), so
+    memory need not be bounded by chunks that wait for earlier ones.
     """
     total = input_length(items)
-    if owned:
-        adapter.expect(total if chunksize is None or total is None else -(-total // chunksize))
-        adapter.start()  # first: some adapters (a cluster) know their worker count only once started
+    shared = _start(adapter, items, total, chunksize, fixed_input=fixed_input) if owned else None
     source = iter(items)
     sizer = ChunkSizer(
         workers=adapter.workers,
@@ -245,7 +296,8 @@ def drive(
         total=total,
         limit=adapter.max_chunk,
     )
-    state = _Map(adapter, job, sizer)
+    state = _Map(adapter, job, sizer, shared)
+    state.eager = eager
     window = 2 * adapter.workers
     keep_going = job.keep_going
     exhausted = clean = False

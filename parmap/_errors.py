@@ -43,6 +43,9 @@ class ParmapError(Exception):
     #: Set by an adapter on an error that fails a whole chunk when it knows which item of the
     #: chunk (by position) was running; the driver then fails that item alone and re-runs the rest.
     position: int | None = None
+    #: Instead of ``position``, when the adapter only knows that one of the items at positions
+    #: ``lo .. hi - 1`` was running: the driver runs those one at a time to find it.
+    span: tuple[int, int] | None = None
 
 
 class InitializerError(ParmapError, RuntimeError):

@@ -15,9 +15,10 @@ knows what each holds, and a dead worker costs only its chunk::
                                        sentinel fired: fail its chunk,
                                        start a replacement if work is queued
 
-Frames caller → worker: a header ``(chunk_id, start, token, has_job)``, the job (``fn`` and
-initializer, pickled once per call) only the first time that worker sees the call, then the
-pickled items; or ``b"stop"``. Worker → caller: ``b"ready"`` once, then one frame per chunk.
+Frames caller → worker: a header ``(chunk_id, start, token, has_job, shared)``, the job (``fn``
+and initializer, pickled once per call) only the first time that worker sees the call, then the
+pickled items, unless ``shared`` (their count) says the worker reads them from its own copy of
+the input (see ``share_input``); or ``b"stop"``. Worker → caller: ``b"ready"`` once, then one frame per chunk.
 A chunk is only ever sent to a worker that waits for one, so neither side can block the other.
 
 Start method: ``forkserver`` where it exists (Linux and other POSIX but macOS), else
@@ -37,6 +38,7 @@ import multiprocessing
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
 from multiprocessing.synchronize import SemLock
@@ -48,7 +50,7 @@ from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, Wo
 from parmap._launch import can_fork_now, default_start_method, describe_exit, preload_in_fork_server
 from parmap._serialize import dumps, loads
 from parmap._stopwatch import Stopwatch, poll_interval
-from parmap._task import Chunk, ChunkResult, Job, dump_items
+from parmap._task import Chunk, ChunkResult, Job, SharedItems, dump_items
 from parmap._threadcaps import capped_environ, thread_caps
 from parmap._worker import INHERITED_LOCK, READY, STOP, process_worker
 
@@ -65,25 +67,41 @@ def _exiting() -> bool:
 
 
 class _Task:
-    __slots__ = ("chunk_id", "future", "items", "job", "size", "start")
+    __slots__ = ("chunk_id", "future", "items", "job", "shared", "size", "start")
 
-    def __init__(self, chunk_id: int, job: Job, chunk: Chunk, items: bytes) -> None:
+    def __init__(
+        self, chunk_id: int, job: Job, chunk: Chunk, items: bytes | None, shared: SharedItems | None = None
+    ) -> None:
         self.chunk_id = chunk_id
         self.job = job
         self.start = chunk.start
         self.size = len(chunk.items)
-        self.items = items
+        self.items = items  # pickled; None while only a worker holding the input has been needed
+        self.shared = shared  # the items, in the input that workers forked from here hold
         self.future: Future[ChunkResult] = Future()
 
 
 class _Worker:
-    __slots__ = ("conn", "done", "jobs", "marks", "proc", "ready", "slot", "stopping", "task", "timed_out")
+    __slots__ = (
+        "conn",
+        "done",
+        "inherits",
+        "jobs",
+        "marks",
+        "proc",
+        "ready",
+        "slot",
+        "stopping",
+        "task",
+        "timed_out",
+    )
 
-    def __init__(self, proc: Any, conn: Connection, slot: int, marks: memoryview) -> None:
+    def __init__(self, proc: Any, conn: Connection, slot: int, marks: memoryview, *, inherits: bool) -> None:
         self.proc = proc
         self.conn = conn
-        self.slot = slot  # index of its (chunk_id, position) pair in the progress buffers
-        self.marks = marks  # that pair: the chunk it runs and the position of the running item
+        self.inherits = inherits  # forked after share_input(): it holds the input
+        self.slot = slot  # index of its marks in the progress buffers
+        self.marks = marks  # the chunk it runs, the position and count of the items running
         self.jobs: set[str] = set()  # tokens of the calls whose fn this worker has
         self.ready = False
         self.stopping = False
@@ -122,6 +140,8 @@ class ProcessAdapter(Adapter):
     ) -> None:
         self._max = workers or default_workers("process")
         self._fork_first = start_method is None  # see start()
+        self._fork_now: bool | None = None  # decided early by share_input()
+        self._shared: Any = None  # the one-call map's input, which forked workers hold
         self._thread_caps: dict[str, str | None] = {}
         self._expected: int | None = None
         self.start_method = start_method or default_start_method()
@@ -136,7 +156,7 @@ class ProcessAdapter(Adapter):
         self._collector: threading.Thread | None = None
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
-        # Shared (chunk_id, position) pairs, one per worker slot: an anonymous mapping for
+        # Shared (chunk_id, position, count) marks, one triple per worker slot: an anonymous mapping for
         # workers forked from here, a multiprocessing RawArray (made when first needed, it
         # costs ~2 ms) for the others.
         self._fork_progress: mmap.mmap | None = None
@@ -195,6 +215,20 @@ class ProcessAdapter(Adapter):
         self._expected = chunks
         self._one_call = True
 
+    def share_input(self, items: Sequence[Any]) -> bool:
+        """True when this pool will fork its workers from the caller: they then hold ``items``.
+
+        Chunks of :class:`SharedItems` then cost the caller no pickling and no touching of
+        the items (after a fork, each page the caller touches is copied); the worker checks
+        them as the pipe would have (see :func:`parmap._task.inherited_chunk`). A worker
+        started later (a replacement) gets them pickled, as usual.
+        """
+        if self._collector is not None or not (self._one_call and self._fork_first):
+            return False
+        self._fork_now = can_fork_now()
+        self._shared = items if self._fork_now else None
+        return self._fork_now
+
     def start(self) -> None:
         """Start the collector thread; worker processes start when chunks arrive.
 
@@ -215,8 +249,10 @@ class ProcessAdapter(Adapter):
         self._shared_lock = (self._lock_given or self._ctx.Lock()) if needs_lock else None
         self._closing = self._killing = False
         self._thread_caps = thread_caps(self._max)
-        if self._fork_first and can_fork_now():
-            self._fork_progress = mmap.mmap(-1, 8 * 2 * 2 * self._max)
+        fork_now = self._fork_first and (can_fork_now() if self._fork_now is None else self._fork_now)
+        self._fork_now = None
+        if fork_now:
+            self._fork_progress = mmap.mmap(-1, 8 * 3 * 2 * self._max)
             fork = multiprocessing.get_context("fork")
             for _ in range(min(self._max, self._expected or self._max)):
                 self._spawn(fork)
@@ -227,13 +263,16 @@ class ProcessAdapter(Adapter):
 
     def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
         """Queue ``chunk``; it goes to the first idle worker. Items are pickled here and now."""
+        shared = (
+            chunk.items if isinstance(chunk.items, SharedItems) and chunk.items.seq is self._shared else None
+        )
         try:
-            items = dump_items(chunk)
+            items = None if shared is not None else dump_items(chunk)
         except SerializationError as exc:
             future: Future[ChunkResult] = Future()
             future.set_exception(exc)
             return future
-        task = _Task(next(self._ids), job, chunk, items)
+        task = _Task(next(self._ids), job, chunk, items, shared)
         with self._lock:
             if self._collector is None or self._closing:
                 msg = "ProcessAdapter.submit() called when the adapter is not running"
@@ -278,7 +317,7 @@ class ProcessAdapter(Adapter):
                 w.proc.terminate()
             self._reap(w)
         self._pool.clear()
-        self._fork_progress = self._progress = self._shared_lock = None
+        self._fork_progress = self._progress = self._shared_lock = self._shared = None
 
     # -- always under self._lock ----------------------------------------------------------
 
@@ -297,11 +336,22 @@ class ProcessAdapter(Adapter):
                 msg = f"fn or the initializer could not be pickled: {type(exc).__name__}: {exc}"
                 settle(task.future, exc=SerializationError(msg))
                 return True
+        if task.items is None and not worker.inherits:
+            assert task.shared is not None
+            try:  # a worker that does not hold the input (a replacement): the items travel
+                task.items = dump_items(Chunk(task.start, task.shared))
+            except SerializationError as exc:
+                settle(task.future, exc=exc)
+                return True
+        shared = task.size if task.items is None else -1
         try:
-            worker.conn.send_bytes(dumps((task.chunk_id, task.start, task.job.token, job is not None)))
+            worker.conn.send_bytes(
+                dumps((task.chunk_id, task.start, task.job.token, job is not None, shared))
+            )
             if job is not None:
                 worker.conn.send_bytes(job)
-            worker.conn.send_bytes(task.items)
+            if task.items is not None:
+                worker.conn.send_bytes(task.items)
         except (OSError, ValueError):  # its sentinel will tell the collector
             worker.stopping = True
             return False
@@ -340,7 +390,7 @@ class ProcessAdapter(Adapter):
             progress: Any = self._fork_progress
         else:
             if self._progress is None:
-                self._progress = self._ctx.RawArray("q", 2 * 2 * self._max)
+                self._progress = self._ctx.RawArray("q", 3 * 2 * self._max)
             progress = self._progress
         if ctx.get_start_method() == "forkserver":
             preload_in_fork_server()  # (only on first use: ~1 ms of imports a forking pool never needs)
@@ -349,10 +399,11 @@ class ProcessAdapter(Adapter):
         # A forked worker inherits every descriptor the caller has: it must close the caller's
         # ends of the pipes, or its own pipe never reads end-of-file when the caller dies.
         inherited = (parent, self._wake_r, self._wake_w, *(w.conn for w in self._pool)) if forked else ()
+        shared = self._shared if forked else None  # fork copies it; any other start would pickle it
         proc = ctx.Process(
             target=process_worker,
             args=(child, progress, slot, self._shared_lock),
-            kwargs={"inherited": inherited, "thread_caps": self._thread_caps},
+            kwargs={"inherited": inherited, "thread_caps": self._thread_caps, "shared": shared},
             name="parmap-worker",
             daemon=True,
         )
@@ -362,8 +413,8 @@ class ProcessAdapter(Adapter):
             with capped_environ(self._thread_caps):
                 proc.start()
         child.close()
-        marks = memoryview(progress).cast("B").cast("q")[2 * slot : 2 * slot + 2]
-        self._pool.append(_Worker(proc, parent, slot, marks))
+        marks = memoryview(progress).cast("B").cast("q")[3 * slot : 3 * slot + 3]
+        self._pool.append(_Worker(proc, parent, slot, marks, inherits=shared is not None))
 
     def _wake(self) -> None:
         if self._wake_w is not None:
@@ -492,18 +543,22 @@ class ProcessAdapter(Adapter):
             )
             error.position = worker.timed_out
             return error
-        pos = self._running_position(worker, task)
-        what = (
-            f"items {task.start}..{task.start + task.size - 1}" if pos is None else f"item {task.start + pos}"
-        )
+        lo, hi = self._running_items(worker, task)
+        first, last = task.start + lo, task.start + hi - 1
+        what = f"item {first}" if hi - lo == 1 else f"one of items {first}..{last}"
         error = WorkerDiedError(f"a worker process (pid {pid}) died ({how}) while running {what}")
-        error.position = pos
+        if hi - lo == 1:
+            error.position = lo
+        elif (lo, hi) != (0, task.size):
+            error.span = (lo, hi)
         return error
 
-    def _running_position(self, worker: _Worker, task: _Task) -> int | None:
-        """Position in ``task`` of the item ``worker`` was running, if its progress says."""
-        chunk_id, pos = worker.marks[0], worker.marks[1]
-        return pos if chunk_id == task.chunk_id and 0 <= pos < task.size else None
+    def _running_items(self, worker: _Worker, task: _Task) -> tuple[int, int]:
+        """Positions ``lo .. hi - 1`` in ``task`` of the items ``worker`` was running, per its marks."""
+        chunk_id, lo, count = worker.marks[0], worker.marks[1], worker.marks[2]
+        if chunk_id != task.chunk_id or not 0 <= lo < task.size or count < 1:
+            return 0, task.size
+        return lo, min(task.size, lo + count)
 
     # -- shutdown helpers -----------------------------------------------------------------
 

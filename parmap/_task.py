@@ -11,18 +11,20 @@ import os
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from parmap._errors import SerializationError
-from parmap._serialize import dumps, dumps_by_value, loads
+from parmap._serialize import dumps, dumps_by_value, dumps_code, loads
 
 __all__ = [
     "Chunk",
     "ChunkResult",
     "Job",
+    "SharedItems",
     "format_exception",
+    "inherited_chunk",
     "portable_exception",
     "rebuild_chunk",
     "rebuild_result",
@@ -83,7 +85,9 @@ class Job:
         """The pickled job, computed once (cloudpickle: lambdas and closures travel too)."""
         if self._payload is None:
             options = (self.star, self.keep_going, self.timeout, self.lock)
-            self._payload = dumps_by_value((self.fn, self.initializer, self.initargs, options))
+            job = (self.fn, self.initializer, self.initargs, options)
+            plain = not self.initargs and (self.lock is None or isinstance(self.lock, str))
+            self._payload = dumps_code(job, self.fn, self.initializer) if plain else dumps_by_value(job)
         return self._payload
 
     def __reduce__(self) -> tuple[Callable[[str, bytes | None], Job], tuple[str, bytes]]:
@@ -128,7 +132,7 @@ class Chunk:
     """
 
     start: int
-    items: list[Any]
+    items: Sequence[Any]  # a list, or SharedItems for a pool whose workers hold the input
     broken: str | None = None
 
     def __reduce__(self) -> tuple[Callable[[int, bytes], Chunk], tuple[int, bytes]]:
@@ -163,6 +167,68 @@ def dump_items(chunk: Chunk) -> bytes:
         raise
     except BaseException:  # noqa: BLE001 - even SystemExit from a __reduce__ is this item's error
         raise _unpicklable_item(chunk) from None
+
+
+class SharedItems(Sequence[Any]):
+    """Items ``lo .. hi - 1`` of the caller's input, left where they are.
+
+    A process pool that forked its workers from the caller after seeing the input gets these
+    instead of lists: the workers read the items from their own copy of the input, so the
+    caller neither touches (each touch of a page copies it after a fork) nor pickles them.
+    Pickled, it is the list of its items.
+    """
+
+    __slots__ = ("hi", "lo", "seq")
+
+    def __init__(self, seq: Sequence[Any], lo: int, hi: int) -> None:
+        self.seq, self.lo, self.hi = seq, lo, hi
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            lo, hi, step = index.indices(len(self))
+            if step != 1:
+                return list(self)[index]
+            return SharedItems(self.seq, self.lo + lo, self.lo + max(lo, hi))
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            msg = "SharedItems index out of range"
+            raise IndexError(msg)
+        return self.seq[self.lo + position]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.seq[self.lo : self.hi])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return list, (), None, iter(self)
+
+    def __repr__(self) -> str:
+        return f"SharedItems({self.lo}..{self.hi - 1} of a {type(self.seq).__name__})"
+
+
+# Types whose values pickle and unpickle to equal, independent values: an item of these needs
+# no round trip to behave as if it had travelled through a pipe.
+_PLAIN = frozenset((int, float, complex, str, bytes, bool, type(None)))
+
+
+def inherited_chunk(seq: Sequence[Any], start: int, size: int) -> Chunk:
+    """In a worker that holds a copy of the input: the chunk of ``size`` items at ``start``.
+
+    Plain items (numbers, strings, bytes) are used as they are; any other chunk makes the
+    pickle round trip it would have made through the pipe, so that it behaves, and fails
+    (an unpicklable item raises the SerializationError that names it), exactly the same.
+    """
+    part = seq[start : start + size]
+    items = part if type(part) is list else list(part)
+    if set(map(type, items)) <= _PLAIN:
+        return Chunk(start, items)
+    return rebuild_chunk(start, dump_items(Chunk(start, items)))
 
 
 def rebuild_chunk(start: int, items: bytes) -> Chunk:

@@ -32,7 +32,7 @@ class _Worker:
     __slots__ = ("abandoned", "mark", "task", "thread")
 
     def __init__(self) -> None:
-        self.mark = [-1]  # position of the item being run: written by run_chunk
+        self.mark = [-1, 1]  # position of the item being run (with a timeout): written by run_chunk
         self.task: _Task | None = None
         self.abandoned = False  # its item timed out: the thread exits once fn returns
         self.thread: threading.Thread | None = None
@@ -150,7 +150,8 @@ class ThreadAdapter(Adapter):
             if future.set_running_or_notify_cancel():
                 me.mark[0] = -1
                 me.task = task
-                result = run_chunk(job, chunk, progress=me.mark)
+                # Marks only serve timeouts here (a thread cannot die): without one, none.
+                result = run_chunk(job, chunk, progress=me.mark if job.timeout else None)
                 with self._lock:
                     me.task = None
                     if me.abandoned:  # its future already failed; a fresh thread took its place

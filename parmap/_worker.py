@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, MutableSequence
+from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any
 
 from parmap._errors import InitializerError, LockUnavailableError, SerializationError
@@ -27,6 +27,7 @@ from parmap._task import (
     Job,
     describe_exception,
     format_exception,
+    inherited_chunk,
     rebuild_chunk,
     restore_job,
 )
@@ -41,6 +42,11 @@ READY = b"ready"
 STOP = b"stop"
 #: ``Job.lock`` value meaning "the lock this worker process received when it was started".
 INHERITED_LOCK = "parmap:inherited-lock"
+
+# Cheap items run in blocks with one progress mark each (see _run_items): a block that took less
+# than this doubles, up to _MAX_BLOCK items.
+_BLOCK_SECONDS = 0.001
+_MAX_BLOCK = 1024
 
 _local = threading.local()
 _in_worker_process = False
@@ -125,8 +131,9 @@ def run_chunk(
         chunk: the items.
         in_caller: True in the caller's thread (serial mode), where a KeyboardInterrupt is the
             user's Ctrl-C and must propagate rather than count as the item's failure.
-        progress: where to record the position of the item being run (``progress[slot]``), so
-            that the caller can name it if the worker dies or hangs.
+        progress: where to record which items run (``progress[slot]``: the position of the
+            first, ``progress[slot + 1]``: how many; 1 for a slow item, and always with a
+            timeout), so that the caller can name the item if the worker dies or hangs.
         slot: this worker's index in ``progress``.
 
     Returns:
@@ -156,31 +163,53 @@ def _run_items(
         return unready
     values: list[Any] = []
     failed: dict[int, str | None] = {}
-    append, fn, keep_going = values.append, job.fn, job.keep_going
-    # The position of an item is len(values) when it starts: values holds one entry per item run.
+    source = iter(chunk.items)
+    calls = itertools.starmap(job.fn, source) if job.star else map(job.fn, source)
     if progress is None:  # the hot path: the loop runs in C (map), about 2x a Python for loop
-        source = iter(chunk.items)
-        calls = itertools.starmap(fn, source) if job.star else map(fn, source)
-        while True:
-            try:
-                # CPython's list.extend keeps what it appended before an exception, and the
-                # map resumes after the failed item: so len(values) is that item's position.
-                values.extend(calls)
-            except BaseException as exc:  # noqa: BLE001 - SystemExit is a result too
-                _record(exc, values, failed, in_caller=in_caller)
-                if keep_going:
-                    continue
+        _call(calls, values, failed, None, keep_going=job.keep_going, in_caller=in_caller)
+        return ChunkResult(values, failed, time.perf_counter() - started)
+    # A mark per item would cost as much as a trivial item: items run in blocks through map,
+    # one mark per block, doubling while a block takes under 1 ms. A slow item keeps a block
+    # of its own; with a timeout (measured per item) every item does.
+    block = 1
+    while True:
+        first = len(values)
+        progress[slot], progress[slot + 1] = first, block
+        began = time.perf_counter()
+        if not _call(calls, values, failed, block, keep_going=job.keep_going, in_caller=in_caller):
             break
-    else:
-        for item in chunk.items:
-            progress[slot] = len(values)
-            try:
-                append(fn(*item) if job.star else fn(item))
-            except BaseException as exc:  # noqa: BLE001 - as above
-                _record(exc, values, failed, in_caller=in_caller)
-                if not keep_going:
-                    break
+        if not job.timeout and block < _MAX_BLOCK and time.perf_counter() - began < _BLOCK_SECONDS:
+            block *= 2
     return ChunkResult(values, failed, time.perf_counter() - started)
+
+
+def _call(
+    calls: Iterator[Any],
+    values: list[Any],
+    failed: dict[int, str | None],
+    count: int | None,
+    *,
+    keep_going: bool,
+    in_caller: bool,
+) -> bool:
+    """Run the next ``count`` calls (None: all) into ``values``; False once none are left to run.
+
+    The position of an item is len(values) when it starts: values holds one entry per item run.
+    """
+    first = len(values)
+    while True:
+        try:
+            # CPython's list.extend keeps what it appended before an exception, and the map
+            # resumes after the failed item: so len(values) is that item's position.
+            values.extend(calls if count is None else itertools.islice(calls, first + count - len(values)))
+        except BaseException as exc:  # noqa: BLE001 - SystemExit is a result too
+            _record(exc, values, failed, in_caller=in_caller)
+            if not keep_going:
+                return False
+            if count is not None and len(values) - first >= count:
+                return True
+            continue
+        return count is not None and len(values) - first == count
 
 
 def _record(exc: BaseException, values: list[Any], failed: dict[int, str | None], *, in_caller: bool) -> None:
@@ -224,14 +253,18 @@ def process_worker(
     *,
     inherited: tuple[Connection | None, ...] = (),
     thread_caps: Mapping[str, str | None] | None = None,
+    shared: Sequence[Any] | None = None,
 ) -> None:
     """Main loop of a worker process: read a chunk, run it, send its result, until told to stop.
 
-    Each chunk arrives as 2 or 3 frames: a header ``(chunk_id, start, token, has_job)``, the
-    job payload (only the first time this worker sees the token), and the pickled items.
-    ``progress`` is shared memory where the worker records ``chunk_id`` at ``2 * slot`` and
-    the position of the running item at ``2 * slot + 1``. ``shared_lock`` is the pool's lock,
-    which a process lock can only reach by being handed over when the process starts.
+    Each chunk arrives as 1 to 3 frames: a header ``(chunk_id, start, token, has_job, size)``,
+    the job payload (only the first time this worker sees the token), and the pickled items,
+    unless ``size`` is not negative: then the chunk is the ``size`` items at ``start`` of
+    ``shared``, the caller's input as it was when this worker was forked.
+    ``progress`` is shared memory where the worker records ``chunk_id`` at ``3 * slot``, and
+    the position and count of the items it runs at ``3 * slot + 1`` and ``3 * slot + 2``.
+    ``shared_lock`` is the pool's lock, which a process lock can only reach by being handed
+    over when the process starts.
     ``inherited``: the caller's connections a forked worker got a copy of, closed here.
     ``thread_caps``: the environment that caps numerical libraries' thread pools.
     """
@@ -252,23 +285,36 @@ def process_worker(
             header = conn.recv_bytes()
             if header == STOP:
                 return
-            chunk_id, start, token, has_job = loads(header)
+            chunk_id, start, token, has_job, size = loads(header)
             job_bytes = conn.recv_bytes() if has_job else None
-            payload = conn.recv_bytes()
+            payload = conn.recv_bytes() if size < 0 else (shared, size)
         except (EOFError, OSError):  # the caller is gone: nothing left to do
             return
         if marks is not None:
-            marks[2 * slot], marks[2 * slot + 1] = chunk_id, -1
+            marks[3 * slot], marks[3 * slot + 1] = chunk_id, -1
         result = _run(token, job_bytes, start, payload, marks=marks, slot=slot)
         conn.send_bytes(dumps((chunk_id, result)))  # ChunkResult pickles what it can, names what it cannot
 
 
 def _run(
-    token: str, job_bytes: bytes | None, start: int, payload: bytes, *, marks: Any, slot: int
+    token: str,
+    job_bytes: bytes | None,
+    start: int,
+    payload: bytes | tuple[Any, int],
+    *,
+    marks: Any,
+    slot: int,
 ) -> ChunkResult:
     try:
         job = restore_job(token, job_bytes)
     except Exception as exc:  # noqa: BLE001
         msg = f"fn or the initializer could not be unpickled in the worker: {describe_exception(exc)}"
         return ChunkResult(error=InitializerError(msg), error_tb=format_exception(exc))
-    return run_chunk(job, rebuild_chunk(start, payload), progress=marks, slot=2 * slot + 1)
+    if isinstance(payload, tuple):
+        try:
+            chunk = inherited_chunk(*payload[:1], start, payload[1])
+        except SerializationError as exc:  # an item that could not have been sent here
+            return ChunkResult(error=exc)
+    else:
+        chunk = rebuild_chunk(start, payload)
+    return run_chunk(job, chunk, progress=marks, slot=3 * slot + 1)

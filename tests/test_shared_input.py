@@ -1,0 +1,209 @@
+"""Workers forked from the caller read a list, tuple or range input from their own copy.
+
+The caller then neither pickles the items nor touches them; each worker makes the checks (and,
+for anything but plain numbers and strings, the pickle round trip) the pipe would have made.
+So every fault behaves as when the items travel: the fault matrix of test_faults.py runs here
+through that path. Cheap items run in blocks with one progress mark each; a worker death inside
+a block is narrowed down by running the block's items again one at a time.
+
+The fork-from-the-caller path needs a caller that runs a single thread, which pytest's process
+is not: those checks run in a script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from parmap import Chunk, Job, SerializationError, WorkerDiedError, pmap, run_chunk
+from parmap._task import SharedItems, inherited_chunk
+
+TESTS = Path(__file__).parent
+
+
+def test_shared_items_is_a_read_only_view() -> None:
+    view = SharedItems(list(range(10)), 2, 7)
+    assert len(view) == 5
+    assert list(view) == [2, 3, 4, 5, 6]
+    assert (view[0], view[-1]) == (2, 6)
+    with pytest.raises(IndexError):
+        view[5]
+    part = view[1:3]
+    assert isinstance(part, SharedItems)
+    assert list(part) == [3, 4]
+    assert list(view[::2]) == [2, 4, 6]
+    assert list(view[4:1]) == []
+    assert pickle.loads(pickle.dumps(view)) == [2, 3, 4, 5, 6]  # noqa: S301 - it travels as its items
+    assert list(SharedItems(range(100), 10, 13)) == [10, 11, 12]
+
+
+def test_plain_items_are_used_in_place_and_others_are_copies() -> None:
+    plain: list[Any] = [1, 2.5, "three", b"four", None, True, 3j]
+    chunk = inherited_chunk(plain, 1, 5)
+    assert chunk.start == 1
+    assert all(a is b for a, b in zip(chunk.items, plain[1:6], strict=True))
+    nested = [[0], [1], [2]]
+    chunk = inherited_chunk(tuple(nested), 0, 3)
+    assert list(chunk.items) == nested
+    assert all(a is not b for a, b in zip(chunk.items, nested, strict=True))  # as if pickled
+
+
+def test_an_unpicklable_item_fails_as_if_it_had_travelled() -> None:
+    with pytest.raises(SerializationError, match="item 7 could not be pickled") as info:
+        inherited_chunk([0, 1, 2, 3, 4, 5, 6, threading.Lock(), 8], 5, 3)
+    assert info.value.position == 2
+
+
+@given(
+    size=st.integers(0, 3000),
+    bad=st.sets(st.integers(0, 2999), max_size=4),
+    keep_going=st.booleans(),
+)
+def test_marked_blocks_give_what_the_plain_loop_gives(size: int, bad: set[int], keep_going: bool) -> None:
+    job = Job(_fail_on_set, star=True, keep_going=keep_going)
+    chunk = Chunk(0, [(i, frozenset(bad)) for i in range(size)])
+    marks = [0, 0, 0]
+    plain = run_chunk(job, chunk)
+    marked = run_chunk(job, chunk, progress=marks, slot=1)
+    assert _shape(marked.values) == _shape(plain.values)
+    assert sorted(marked.failed) == sorted(plain.failed)
+    assert 1 <= marks[2] <= 1024
+
+
+def _fail_on_set(x: int, bad: frozenset[int]) -> int:
+    if x in bad:
+        raise ValueError(x)
+    return x
+
+
+def _shape(values: list[Any]) -> list[Any]:
+    return [repr(v) if isinstance(v, BaseException) else v for v in values]
+
+
+def _exit_on(x: int) -> int:
+    if x == 3000:
+        os._exit(5)
+    return x
+
+
+@pytest.mark.process
+def test_a_death_among_cheap_items_names_the_item() -> None:
+    got = pmap(_exit_on, range(5000), mode="process", workers=2, on_error="return")
+    assert isinstance(got[3000], WorkerDiedError)
+    assert "while running item 3000" in str(got[3000])
+    assert [v for i, v in enumerate(got) if i != 3000] == [i for i in range(5000) if i != 3000]
+
+
+SCRIPT = """
+import json, os, sys, threading
+sys.path.insert(0, sys.argv[1])
+import helpers
+from test_faults import FAULTS, items_with
+from parmap import pmap
+
+def pid_of(x):
+    return os.getpid()
+
+class Where:
+    # Writes the pid of the process that pickles it.
+    def __init__(self, path):
+        self.path = path
+    def __reduce__(self):
+        with open(self.path, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        return Where, (self.path,)
+
+def path_of(w):
+    return w.path
+
+def mutate(x):
+    x.append("worker")
+    return len(x)
+
+def once_on(item):
+    # Dies the first time it meets item 3000, then works: a worker killed from outside.
+    x, marker = item
+    if x == 3000 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(9)
+    return x
+
+if __name__ == "__main__":
+    tmp = sys.argv[2]
+    out = {"me": os.getpid()}
+    out["list"] = pmap(helpers.square, list(range(50_000)), workers=2) == [x * x for x in range(50_000)]
+    out["tuple"] = pmap(helpers.square, tuple(range(9)), workers=2, chunksize=2)
+    odd = range(3, 40_000, 7)
+    out["range"] = pmap(helpers.square, odd, workers=2) == [x * x for x in odd]
+    out["star"] = pmap(helpers.add, [(1, 2), (3, 4)] * 500, workers=2, star=True) == [3, 7] * 500
+    pickled_in = os.path.join(tmp, "pickled")
+    out["where"] = pmap(path_of, [Where(pickled_in)] * 6, workers=2, chunksize=2)
+    out["pickled_by"] = sorted(set(int(p) for p in open(pickled_in).read().split()))
+    mine = [[i] for i in range(6)]
+    out["mutated"] = pmap(mutate, mine, workers=2)
+    out["mine"] = mine
+    faults = {}
+    for name, bad, error, pattern in FAULTS:
+        got = pmap(helpers.fault, items_with(bad), workers=2, chunksize=4, on_error="return")
+        v = got[5]
+        notes = getattr(v, "__notes__", [])
+        faults[name] = [type(v).__name__, str(v), notes, [x for i, x in enumerate(got) if i != 5]]
+    out["faults"] = faults
+    marker = os.path.join(tmp, "died-once")
+    # One chunk: item 3000 runs in a block of 1024 (blocks double from 1 while they take < 1 ms).
+    got = pmap(once_on, [(i, marker) for i in range(5000)], workers=2, chunksize=5000)
+    out["once"] = got == list(range(5000))
+    out["threads"] = threading.active_count()
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.process
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked from the caller only on Linux")
+def test_forked_workers_read_the_input_from_their_copy(tmp_path: Path) -> None:
+    script = tmp_path / "shared.py"
+    script.write_text(SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PARMAP_START_METHOD"}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, str(script), str(TESTS), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["list"]
+    assert out["range"]
+    assert out["star"]
+    assert out["tuple"] == [x * x for x in range(9)]
+    # Items that are not plain make the round trip, in the workers: never pickled by the caller.
+    assert out["where"] == [str(tmp_path / "pickled")] * 6
+    assert out["me"] not in out["pickled_by"]
+    assert out["mutated"] == [2] * 6
+    assert out["mine"] == [[i] for i in range(6)]  # the worker changed its copy
+    from test_faults import FAULTS  # noqa: PLC0415 - the same matrix, through this path
+
+    for name, _, error, pattern in FAULTS:
+        kind, message, notes, others = out["faults"][name]
+        assert kind == error.__name__, (name, message)
+        assert re.search(pattern, message), (name, message)
+        assert any("item 5 of the input" in note for note in notes), (name, notes)
+        assert others == [i for i in range(8) if i != 5], name
+    # A death that does not happen again: the items ran again one at a time, and a warning says so.
+    assert out["once"]
+    assert re.search(r"died \(exit code 9\) while running one of items \d+\.\.\d+", result.stderr)
+    assert "running those items again one at a time" in result.stderr
