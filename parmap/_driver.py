@@ -30,7 +30,7 @@ import reprlib
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from parmap._adapters import Adapter
 from parmap._chunking import ChunkSizer
@@ -117,13 +117,13 @@ class _Map:
     """The state of one map between the adapter's futures and the caller's generator."""
 
     def __init__(
-        self, adapter: Adapter, job: Job, sizer: ChunkSizer, shared: Sequence[Any] | None = None
+        self, adapter: Adapter, job: Job, sizer: ChunkSizer, shared: Sequence[Any] | None, *, eager: bool
     ) -> None:
         self.adapter = adapter
         self.job = job
         self.sizer = sizer
         self.shared = shared  # the input, when the adapter's workers read chunks from their copy
-        self.eager = False  # every result is kept: chunks waiting for their turn do not count
+        self.eager = eager  # every result is kept: chunks waiting for their turn do not count
         self.next_seq = 0  # sequence number of the next chunk read from the input
         self.next_out = 0  # sequence number of the next chunk to deliver in order
         self.index = 0  # input index of the next item read
@@ -256,8 +256,9 @@ def _start(
     """Start an adapter the map owns; the input if its workers will read chunks from a copy."""
     adapter.expect(total if chunksize is None or total is None else -(-total // chunksize))
     shared = None
-    if fixed_input and isinstance(items, list | tuple | range) and type(items) in (list, tuple, range):
-        shared = items if adapter.share_input(items) else None
+    if fixed_input and type(items) in (list, tuple, range):  # exactly: a subclass may be anything
+        seq = cast("Sequence[Any]", items)
+        shared = seq if adapter.share_input(seq) else None
     adapter.start()  # first: some adapters (a cluster) know their worker count only once started
     return shared
 
@@ -296,8 +297,7 @@ def drive(
         total=total,
         limit=adapter.max_chunk,
     )
-    state = _Map(adapter, job, sizer, shared)
-    state.eager = eager
+    state = _Map(adapter, job, sizer, shared, eager=eager)
     window = 2 * adapter.workers
     keep_going = job.keep_going
     exhausted = clean = False
