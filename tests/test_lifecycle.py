@@ -24,9 +24,12 @@ posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals a
 
 SCRIPT = textwrap.dedent(
     """
-    import os, sys, time
+    import os, signal, sys, time
     from pathlib import Path
     from parmap import pmap
+
+    # As under a terminal: a job started in the background by a shell inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     PIDS = Path(sys.argv[2])
 
@@ -65,6 +68,16 @@ def start(tmp_path: Path, mode: str, sleep: float, how: str = "map") -> tuple[su
     return proc, pids
 
 
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
+    """``proc.communicate``; past the timeout, its whole process group is killed (no leak)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+
+
 def wait_for_items(pids: Path, count: int = 1) -> list[int]:
     deadline = time.monotonic() + 30
     while len(list(pids.iterdir())) < count:
@@ -96,7 +109,7 @@ def test_ctrl_c_stops_the_map_at_once(tmp_path: Path, mode: str, target: str) ->
         proc.send_signal(signal.SIGINT)
     else:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: one press
-    out, err = proc.communicate(timeout=30)
+    out, err = finish(proc)
     assert time.monotonic() - sent < 3.0, "Ctrl-C took too long"
     assert "KeyboardInterrupt after" in out, err
     assert "Traceback" not in err, err
@@ -110,14 +123,14 @@ def test_workers_end_when_the_caller_is_killed_while_they_are_busy(tmp_path: Pat
     workers = [p for p in wait_for_items(pids, 2) if p != proc.pid]
     assert len(workers) == 2
     proc.kill()
-    proc.communicate(timeout=30)
+    finish(proc)
     assert_gone(workers)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_interpreter_exit_with_a_pending_lazy_map_is_quiet(tmp_path: Path, mode: str) -> None:
     proc, pids = start(tmp_path, mode, sleep=0.3, how="lazy-exit")
-    out, err = proc.communicate(timeout=30)
+    out, err = finish(proc)
     assert proc.returncode == 0, err
     assert out.startswith("first 0"), out
     assert err == "", err  # no traceback, no "leaked semaphore" warning
