@@ -117,12 +117,22 @@ class _Map:
     """The state of one map between the adapter's futures and the caller's generator."""
 
     def __init__(
-        self, adapter: Adapter, job: Job, sizer: ChunkSizer, shared: Sequence[Any] | None, *, eager: bool
+        self,
+        adapter: Adapter,
+        job: Job,
+        sizer: ChunkSizer,
+        shared: Sequence[Any] | None,
+        *,
+        eager: bool,
+        budgeted: bool = False,
+        total: int | None = None,
     ) -> None:
         self.adapter = adapter
         self.job = job
         self.sizer = sizer
         self.shared = shared  # the input, when the adapter's workers read chunks from their copy
+        self.budgeted = budgeted  # workers return a part unfinished past its budget (see budget())
+        self.outstanding = total or 0  # items not run yet (budgeted maps only)
         self.eager = eager  # every result is kept: chunks waiting for their turn do not count
         self.next_seq = 0  # sequence number of the next chunk read from the input
         self.next_out = 0  # sequence number of the next chunk to deliver in order
@@ -167,13 +177,13 @@ class _Map:
 
     def submit(self, seq: int, offset: int, size: int) -> None:
         """Run items ``offset .. offset + size - 1`` of chunk ``seq`` as one part."""
-        slot = self.slots[seq]
-        part = (
-            slot.chunk
-            if size == len(slot.chunk.items)
-            else Chunk(slot.chunk.start + offset, slot.chunk.items[offset : offset + size])
-        )
+        chunk = self.slots[seq].chunk
+        part = chunk
+        if size != len(chunk.items) or self.budgeted:
+            items = chunk.items if size == len(chunk.items) else chunk.items[offset : offset + size]
+            part = Chunk(chunk.start + offset, items, None, self.budget() if self.budgeted else 0.0)
         future = self.adapter.submit(self.job, part)
+        slot = self.slots[seq]
         slot.parts += 1
         self.owners[future] = seq
         future.add_done_callback(functools.partial(_notify, self.done, (seq, offset, size)))
@@ -208,11 +218,24 @@ class _Map:
             self._split(seq, offset, size, error, tb)
             return seq, slot
         assert result is not None
-        self.sizer.observe(len(result.values), result.elapsed)
+        ran = len(result.values)
+        self.sizer.observe(ran, result.elapsed)
         slot.store(offset, result.values)
         for pos, item_tb in result.failed.items():
             slot.fail(offset + pos, result.values[pos], item_tb)
+        self.outstanding -= ran
+        if ran < size and (self.job.keep_going or not result.failed):  # stopped at its budget
+            offset, size = offset + ran, size - ran
+            while size:  # the rest, in pieces sized from what is now known of the items' cost
+                piece = min(size, self.sizer.piece(self.outstanding))
+                self.submit(seq, offset, piece)
+                offset, size = offset + piece, size - piece
         return seq, slot
+
+    def budget(self) -> float:
+        """Seconds a worker may spend on a part: short while nothing is known of the items' cost."""
+        target = self.adapter.chunk_seconds
+        return 2 * target if self.sizer.measured else target / 5
 
     def _split(self, seq: int, offset: int, size: int, error: BaseException, tb: str | None) -> None:
         pos = getattr(error, "position", None)
@@ -290,14 +313,18 @@ def drive(
     total = input_length(items)
     shared = _start(adapter, items, total, chunksize, fixed_input=fixed_input) if owned else None
     source = iter(items)
+    # Workers that hold the input are sent positions, not items: a chunk too large costs them
+    # nothing to receive, and they stop it at its time budget. So sizes need no ramp.
+    budgeted = shared is not None and chunksize is None
     sizer = ChunkSizer(
         workers=adapter.workers,
         target=adapter.chunk_seconds,
         fixed=chunksize,
         total=total,
         limit=adapter.max_chunk,
+        budgeted=budgeted,
     )
-    state = _Map(adapter, job, sizer, shared, eager=eager)
+    state = _Map(adapter, job, sizer, shared, eager=eager, budgeted=budgeted, total=total)
     window = 2 * adapter.workers
     keep_going = job.keep_going
     exhausted = clean = False

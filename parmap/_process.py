@@ -15,11 +15,13 @@ knows what each holds, and a dead worker costs only its chunk::
                                        sentinel fired: fail its chunk,
                                        start a replacement if work is queued
 
-Frames caller → worker: a header ``(chunk_id, start, token, has_job, shared)``, the job (``fn``
-and initializer, pickled once per call) only the first time that worker sees the call, then the
-pickled items, unless ``shared`` (their count) says the worker reads them from its own copy of
-the input (see ``share_input``); or ``b"stop"``. Worker → caller: ``b"ready"`` once, then one frame per chunk.
-A chunk is only ever sent to a worker that waits for one, so neither side can block the other.
+Frames caller → worker: a header ``(chunk_id, start, token, has_job, shared, budget)``, the
+job (``fn`` and initializer, pickled once per call) only the first time that worker sees the
+call, then the pickled items, unless ``shared`` (their count) says the worker reads them from
+its own copy of the input (see ``share_input``); or ``b"stop"``. ``budget``: seconds after which
+the worker returns the items it ran so far. Worker → caller: ``b"ready"`` once, then one frame
+per chunk. A chunk is only ever sent to a worker that waits for one, so neither side can block
+the other.
 
 Start method: ``forkserver`` where it exists (Linux and other POSIX but macOS), else
 ``spawn``; on Linux, a caller running a single thread forks its first workers itself (see
@@ -67,7 +69,7 @@ def _exiting() -> bool:
 
 
 class _Task:
-    __slots__ = ("chunk_id", "future", "items", "job", "shared", "size", "start")
+    __slots__ = ("budget", "chunk_id", "future", "items", "job", "shared", "size", "start")
 
     def __init__(
         self, chunk_id: int, job: Job, chunk: Chunk, items: bytes | None, shared: SharedItems | None = None
@@ -76,6 +78,7 @@ class _Task:
         self.job = job
         self.start = chunk.start
         self.size = len(chunk.items)
+        self.budget = chunk.budget
         self.items = items  # pickled; None while only a worker holding the input has been needed
         self.shared = shared  # the items, in the input that workers forked from here hold
         self.future: Future[ChunkResult] = Future()
@@ -85,6 +88,7 @@ class _Worker:
     __slots__ = (
         "conn",
         "done",
+        "early",
         "inherits",
         "jobs",
         "marks",
@@ -96,18 +100,28 @@ class _Worker:
         "timed_out",
     )
 
-    def __init__(self, proc: Any, conn: Connection, slot: int, marks: memoryview, *, inherits: bool) -> None:
+    def __init__(
+        self, proc: Any, conn: Connection, slot: int, marks: memoryview, *, inherits: bool, early: bool
+    ) -> None:
         self.proc = proc
         self.conn = conn
         self.inherits = inherits  # forked after share_input(): it holds the input
+        # Forked: it runs the worker loop at once, so a chunk may be sent before its "ready"
+        # (its only write before reading is that one short frame: neither side can block).
+        self.early = early
         self.slot = slot  # index of its marks in the progress buffers
         self.marks = marks  # the chunk it runs, the position and count of the items running
         self.jobs: set[str] = set()  # tokens of the calls whose fn this worker has
-        self.ready = False
+        self.ready = False  # said "ready": it started
         self.stopping = False
         self.task: _Task | None = None
         self.timed_out: int | None = None  # position of the item it was killed for, past its timeout
         self.done = 0  # items it has run, for max_tasks_per_worker
+
+    @property
+    def accepts(self) -> bool:
+        """Whether a chunk may be sent to it (when idle)."""
+        return self.ready or self.early
 
 
 class ProcessAdapter(Adapter):
@@ -277,7 +291,7 @@ class ProcessAdapter(Adapter):
             if self._collector is None or self._closing:
                 msg = "ProcessAdapter.submit() called when the adapter is not running"
                 raise RuntimeError(msg)
-            idle = next((w for w in self._pool if w.ready and w.task is None and not w.stopping), None)
+            idle = next((w for w in self._pool if w.accepts and w.task is None and not w.stopping), None)
             if idle is None or not self._send(idle, task):
                 self._pending.append(task)
                 self._grow()
@@ -304,7 +318,7 @@ class ProcessAdapter(Adapter):
             else:
                 doomed = []
                 for w in self._pool:
-                    if w.ready and w.task is None:
+                    if w.accepts and w.task is None:
                         self._stop_worker(w)
                 collector = self._collector
                 while self._pool and collector.is_alive():  # a dead collector must not hang us
@@ -346,7 +360,7 @@ class ProcessAdapter(Adapter):
         shared = task.size if task.items is None else -1
         try:
             worker.conn.send_bytes(
-                dumps((task.chunk_id, task.start, task.job.token, job is not None, shared))
+                dumps((task.chunk_id, task.start, task.job.token, job is not None, shared, task.budget))
             )
             if job is not None:
                 worker.conn.send_bytes(job)
@@ -414,7 +428,7 @@ class ProcessAdapter(Adapter):
                 proc.start()
         child.close()
         marks = memoryview(progress).cast("B").cast("q")[3 * slot : 3 * slot + 3]
-        self._pool.append(_Worker(proc, parent, slot, marks, inherits=shared is not None))
+        self._pool.append(_Worker(proc, parent, slot, marks, inherits=shared is not None, early=forked))
 
     def _wake(self) -> None:
         if self._wake_w is not None:
@@ -476,15 +490,17 @@ class ProcessAdapter(Adapter):
 
     def _handle(self, worker: _Worker, data: bytes) -> None:
         with self._lock:
-            task, worker.task = worker.task, None
             if data == READY:
                 worker.ready = True
-            elif task is not None:
+                self._feed(worker)  # unless it was sent a chunk already (see _Worker.early)
+                return
+            task, worker.task = worker.task, None
+            if task is not None:
                 worker.done += task.size
             self._feed(worker)
             if worker.stopping and self._pending:
                 self._grow()  # it retired (max_tasks_per_worker): start its successor
-        if task is None or data == READY:
+        if task is None:
             return
         try:
             _, result = loads(data)
@@ -513,6 +529,9 @@ class ProcessAdapter(Adapter):
             self._pool.remove(worker)
             self._free_slots.append(worker.slot)
             task, worker.task = worker.task, None
+            if task is not None and not worker.ready and not self._killing:
+                self._pending.appendleft(task)  # sent before the worker started: it never ran
+                task = None
             failed_start = not worker.ready and not worker.stopping and not self._killing
             doomed: list[_Task] = []
             if failed_start and not any(w.ready for w in self._pool):

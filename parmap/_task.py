@@ -129,11 +129,14 @@ class Chunk:
 
     ``broken`` says why the items could not be unpickled where the chunk arrived (then
     ``items`` is empty and running the chunk reports that as a chunk-level error).
+    ``budget``: seconds after which a worker may stop between items and return the values
+    of those it ran (the driver runs the rest as a new part); 0 runs every item.
     """
 
     start: int
     items: Sequence[Any]  # a list, or SharedItems for a pool whose workers hold the input
     broken: str | None = None
+    budget: float = 0.0
 
     def __reduce__(self) -> tuple[Callable[[int, bytes], Chunk], tuple[int, bytes]]:
         # Any executor that pickles chunks gets parmap's pickling: cloudpickle where pickle fails.

@@ -170,15 +170,20 @@ def _run_items(
         return ChunkResult(values, failed, time.perf_counter() - started)
     # A mark per item would cost as much as a trivial item: items run in blocks through map,
     # one mark per block, doubling while a block takes under 1 ms. A slow item keeps a block
-    # of its own; with a timeout (measured per item) every item does.
+    # of its own; with a timeout (measured per item) every item does. Past the chunk's
+    # budget, the items run so far are returned: the caller sends the rest again.
     block = 1
+    deadline = time.perf_counter() + chunk.budget if chunk.budget > 0 else None  # after the initializer
     while True:
         first = len(values)
         progress[slot], progress[slot + 1] = first, block
         began = time.perf_counter()
         if not _call(calls, values, failed, block, keep_going=job.keep_going, in_caller=in_caller):
             break
-        if not job.timeout and block < _MAX_BLOCK and time.perf_counter() - began < _BLOCK_SECONDS:
+        now = time.perf_counter()
+        if deadline is not None and now >= deadline:
+            break
+        if not job.timeout and block < _MAX_BLOCK and now - began < _BLOCK_SECONDS:
             block *= 2
     return ChunkResult(values, failed, time.perf_counter() - started)
 
@@ -257,7 +262,8 @@ def process_worker(
 ) -> None:
     """Main loop of a worker process: read a chunk, run it, send its result, until told to stop.
 
-    Each chunk arrives as 1 to 3 frames: a header ``(chunk_id, start, token, has_job, size)``,
+    Each chunk arrives as 1 to 3 frames: a header ``(chunk_id, start, token, has_job, size,
+    budget)``,
     the job payload (only the first time this worker sees the token), and the pickled items,
     unless ``size`` is not negative: then the chunk is the ``size`` items at ``start`` of
     ``shared``, the caller's input as it was when this worker was forked.
@@ -285,15 +291,18 @@ def process_worker(
             header = conn.recv_bytes()
             if header == STOP:
                 return
-            chunk_id, start, token, has_job, size = loads(header)
+            chunk_id, start, token, has_job, size, budget = loads(header)
             job_bytes = conn.recv_bytes() if has_job else None
             payload = conn.recv_bytes() if size < 0 else (shared, size)
         except (EOFError, OSError):  # the caller is gone: nothing left to do
             return
         if marks is not None:
             marks[3 * slot], marks[3 * slot + 1] = chunk_id, -1
-        result = _run(token, job_bytes, start, payload, marks=marks, slot=slot)
+        result = _run(token, job_bytes, start, payload, budget, marks=marks, slot=slot)
         conn.send_bytes(dumps((chunk_id, result)))  # ChunkResult pickles what it can, names what it cannot
+        # Free the chunk now, not when the next one replaces it: the next reuses its memory
+        # (each fresh page costs a fault), and a worker told to stop exits without it.
+        del result, payload, job_bytes
 
 
 def _run(
@@ -301,6 +310,7 @@ def _run(
     job_bytes: bytes | None,
     start: int,
     payload: bytes | tuple[Any, int],
+    budget: float,
     *,
     marks: Any,
     slot: int,
@@ -317,4 +327,5 @@ def _run(
             return ChunkResult(error=exc)
     else:
         chunk = rebuild_chunk(start, payload)
+    chunk.budget = budget
     return run_chunk(job, chunk, progress=marks, slot=3 * slot + 1)

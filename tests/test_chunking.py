@@ -24,6 +24,27 @@ def test_first_chunks_hold_one_item_until_measured() -> None:
     assert [sizer.next_size() for _ in range(4)] == [1, 1, 1, 1]
 
 
+def test_budgeted_chunks_start_as_even_shares_and_skip_the_ramp() -> None:
+    # Workers that stop a chunk at its time budget: no one-item probes, no growth limit.
+    sizer = ChunkSizer(workers=2, target=0.05, total=200_000, budgeted=True)
+    first = sizer.next_size()
+    assert first == 50_000
+    sizer.taken(first)
+    sizer.observe(first, first * 1e-7)
+    assert sizer.next_size() == 150_000 // 4  # the tail rule still shares what is left
+
+
+def test_pieces_of_an_unfinished_chunk_take_the_target_and_shrink_at_the_end() -> None:
+    sizer = ChunkSizer(workers=2, target=0.05, total=100_000, budgeted=True)
+    assert sizer.piece(100_000) == 1  # nothing measured yet
+    sizer.observe(100, 0.1)  # 1 ms per item: 50 per target
+    assert sizer.piece(100_000) == 50
+    assert sizer.piece(40) == 10  # a quarter of what is left, for 2 workers
+    assert sizer.piece(4) == 2  # but not below a twentieth of the target (2.5 items)
+    heavy = ChunkSizer(workers=2, target=0.05, total=6, budgeted=True)
+    assert heavy.next_size() == 1  # six gcd pairs: one per chunk, as without a budget
+
+
 def test_heavy_items_stay_one_per_chunk() -> None:
     sizer = ChunkSizer(workers=2, target=0.05, total=6)
     sizer.next_size()

@@ -106,11 +106,11 @@ def test_a_death_among_cheap_items_names_the_item() -> None:
 
 
 SCRIPT = """
-import json, os, sys, threading
+import json, os, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 import helpers
 from test_faults import FAULTS, items_with
-from parmap import pmap
+from parmap import ProcessAdapter, pmap
 
 def pid_of(x):
     return os.getpid()
@@ -139,6 +139,21 @@ def once_on(item):
         os._exit(9)
     return x
 
+def nap(x):
+    time.sleep(0.002)
+    if x % 17 == 16:
+        raise ValueError(x)
+    return x
+
+class Recording(ProcessAdapter):
+    # Notes each part it is given: (start, size, budget).
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parts = []
+    def submit(self, job, chunk):
+        self.parts.append((chunk.start, len(chunk.items), chunk.budget))
+        return super().submit(job, chunk)
+
 if __name__ == "__main__":
     tmp = sys.argv[2]
     out = {"me": os.getpid()}
@@ -164,6 +179,15 @@ if __name__ == "__main__":
     # One chunk: item 3000 runs in a block of 1024 (blocks double from 1 while they take < 1 ms).
     got = pmap(once_on, [(i, marker) for i in range(5000)], workers=2, chunksize=5000)
     out["once"] = got == list(range(5000))
+    # Items of 2 ms: the first chunks (even shares, 10 ms budget) come back unfinished.
+    pool = Recording(2)
+    got = pmap(nap, range(60), mode=pool, on_error="return")
+    out["budget_values"] = [repr(v) if isinstance(v, ValueError) else v for v in got]
+    out["budget_parts"] = pool.parts
+    try:
+        pmap(nap, range(60), workers=2)
+    except ValueError as exc:
+        out["budget_raised"] = str(exc)
     out["threads"] = threading.active_count()
     print(json.dumps(out))
 """
@@ -207,3 +231,11 @@ def test_forked_workers_read_the_input_from_their_copy(tmp_path: Path) -> None:
     assert out["once"]
     assert re.search(r"died \(exit code 9\) while running one of items \d+\.\.\d+", result.stderr)
     assert "running those items again one at a time" in result.stderr
+    # A part that ran past its budget came back unfinished; its rest ran as new parts.
+    assert out["budget_values"] == [repr(ValueError(x)) if x % 17 == 16 else x for x in range(60)]
+    parts = out["budget_parts"]
+    assert parts[:4] == [[0, 15, 0.01], [15, 11, 0.01], [26, 8, 0.01], [34, 6, 0.01]]
+    rests = [p for p in parts[4:] if any(s < p[0] < s + n for s, n, _ in parts[:4])]
+    assert rests, parts
+    assert all(budget == 0.1 for _, _, budget in rests)
+    assert out["budget_raised"] == "16"
