@@ -108,6 +108,13 @@ class Adapter(abc.ABC):
         None when unknown. An adapter may use it to start no more workers than can be busy.
         """
 
+    def drain(self) -> None:  # noqa: B027 - a hint: ignoring it is right for most
+        """Hint that a one-call map has submitted its whole input.
+
+        Only re-runs may follow (the rest of a part that failed or came back unfinished). An
+        adapter may let idle workers go now rather than at :meth:`shutdown`.
+        """
+
     def share_input(self, items: Sequence[Any]) -> bool:  # noqa: ARG002 - declining needs no look
         """Offer, before :meth:`start`, a one-call map's input: a list, tuple or range.
 

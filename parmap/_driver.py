@@ -124,10 +124,12 @@ class _Map:
         shared: Sequence[Any] | None,
         *,
         eager: bool,
+        owned: bool = False,
         budgeted: bool = False,
         total: int | None = None,
     ) -> None:
         self.adapter = adapter
+        self.owned = owned  # the map started the adapter, and alone submits to it
         self.job = job
         self.sizer = sizer
         self.shared = shared  # the input, when the adapter's workers read chunks from their copy
@@ -143,21 +145,28 @@ class _Map:
         self.owners: dict[Future[ChunkResult], int] = {}  # futures in flight -> their chunk
 
     def fill(self, source: Iterator[Any], window: int) -> bool:
-        """Read and submit chunks until ``window`` are in flight; False once the input is exhausted."""
+        """Read and submit chunks until ``window`` are in flight; False once the input is exhausted.
+
+        Exhausted is known as soon as a read comes back short: an owned adapter is told at
+        once (``drain``), so that workers left without work can go while the others finish.
+        """
         while len(self.slots) - (len(self.finished) if self.eager else 0) < window:
+            size = self.sizer.next_size()
             batch: Sequence[Any]
             if self.shared is None:
-                batch = list(islice(source, self.sizer.next_size()))
+                batch = list(islice(source, size))
             else:
-                end = min(len(self.shared), self.index + self.sizer.next_size())
-                batch = SharedItems(self.shared, self.index, end)
-            if not batch:
+                batch = SharedItems(self.shared, self.index, min(len(self.shared), self.index + size))
+            if batch:
+                self.sizer.taken(len(batch))
+                self.slots[self.next_seq] = _Slot(Chunk(self.index, batch))
+                self.submit(self.next_seq, 0, len(batch))
+                self.index += len(batch)
+                self.next_seq += 1
+            if len(batch) < size or (self.shared is not None and self.index == len(self.shared)):
+                if self.owned:
+                    self.adapter.drain()
                 return False
-            self.sizer.taken(len(batch))
-            self.slots[self.next_seq] = _Slot(Chunk(self.index, batch))
-            self.submit(self.next_seq, 0, len(batch))
-            self.index += len(batch)
-            self.next_seq += 1
         return True
 
     def deliverable(self, seq: int, slot: _Slot, *, ordered: bool) -> list[_Slot]:
@@ -324,7 +333,7 @@ def drive(
         limit=adapter.max_chunk,
         budgeted=budgeted,
     )
-    state = _Map(adapter, job, sizer, shared, eager=eager, budgeted=budgeted, total=total)
+    state = _Map(adapter, job, sizer, shared, eager=eager, owned=owned, budgeted=budgeted, total=total)
     window = 2 * adapter.workers
     keep_going = job.keep_going
     exhausted = clean = False

@@ -183,6 +183,7 @@ class ProcessAdapter(Adapter):
         self.max_chunk = max_tasks_per_worker
         self._shared_lock: Any = None
         self._closing = False  # no new submissions; workers stop once the queue is empty
+        self._draining = False  # a one-call map sent all its input: idle workers may go (drain)
         self._killing = False  # workers are being terminated: deaths are expected
 
     @property
@@ -261,7 +262,7 @@ class ProcessAdapter(Adapter):
         # A one-call map makes a process lock (~1 ms, and a resource tracker) only if it asked.
         needs_lock = self._lock_given is not None or self._lock_wanted or not self._one_call
         self._shared_lock = (self._lock_given or self._ctx.Lock()) if needs_lock else None
-        self._closing = self._killing = False
+        self._closing = self._killing = self._draining = False
         self._thread_caps = thread_caps(self._max)
         fork_now = self._fork_first and (can_fork_now() if self._fork_now is None else self._fork_now)
         self._fork_now = None
@@ -297,6 +298,21 @@ class ProcessAdapter(Adapter):
                 self._grow()
         return task.future
 
+    def drain(self) -> None:
+        """A one-call map has sent its whole input: stop each worker once nothing is queued for it.
+
+        Its exit then overlaps the rest of the map instead of adding to the shutdown. Re-runs
+        (a failed or unfinished part) still run, on the workers left or, if none is, a new one.
+        """
+        if not self._one_call:
+            return
+        with self._lock:
+            self._draining = True
+            if not self._pending:
+                for w in self._pool:
+                    if w.accepts and w.task is None and not w.stopping:
+                        self._stop_worker(w)
+
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
         """Stop the workers.
 
@@ -318,7 +334,7 @@ class ProcessAdapter(Adapter):
             else:
                 doomed = []
                 for w in self._pool:
-                    if w.accepts and w.task is None:
+                    if w.accepts and w.task is None and not w.stopping:
                         self._stop_worker(w)
                 collector = self._collector
                 while self._pool and collector.is_alive():  # a dead collector must not hang us
@@ -380,7 +396,8 @@ class ProcessAdapter(Adapter):
             if not self._send(worker, self._pending[0]):
                 return
             self._pending.popleft()
-        if worker.task is None and self._closing and not self._pending:
+        idle = worker.task is None and not worker.stopping and not self._pending
+        if idle and (self._closing or self._draining):
             self._stop_worker(worker)
 
     def _stop_worker(self, worker: _Worker) -> None:
@@ -394,6 +411,8 @@ class ProcessAdapter(Adapter):
             return  # multiprocessing ends our (daemonic) workers at exit: start no new ones
         starting = sum(1 for w in self._pool if not w.ready)
         live = sum(1 for w in self._pool if not w.stopping)
+        if self._draining and live:
+            return  # re-runs at the end of a map wait for a live worker rather than a new one
         if len(self._pending) > starting and live < self._max and self._free_slots:
             self._spawn(self._ctx)
             self._wake()

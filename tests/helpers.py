@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 INIT_STATE: dict[str, Any] = {}
 
@@ -267,3 +270,25 @@ def no_fork_first_env() -> dict[str, str]:
     from parmap._launch import default_start_method  # noqa: PLC0415 - only the tests that spawn scripts
 
     return {**os.environ, "PARMAP_START_METHOD": default_start_method()}
+
+
+def outlive_the_other(item: tuple[int, str]) -> bool | int:
+    """Item 1 notes its worker's pid and returns; item 0 waits (up to 10 s) for that worker to end.
+
+    True when it ended while item 0, and so the map, still ran.
+    """
+    x, path = item
+    if x == 1:
+        Path(path).write_text(str(os.getpid()))
+        return os.getpid()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = Path(path).read_text() if Path(path).exists() else ""
+        if text:
+            try:
+                if psutil.Process(int(text)).status() == psutil.STATUS_ZOMBIE:
+                    return True
+            except psutil.NoSuchProcess:
+                return True
+        time.sleep(0.01)
+    return False

@@ -67,6 +67,14 @@ def test_heavy_items_spread_over_every_worker() -> None:
     assert overlaps, "the two workers never ran at the same time"
 
 
+def test_a_worker_left_without_work_ends_while_the_map_runs(tmp_path: Path) -> None:
+    # Two items, one per worker: once item 1 is done the input is exhausted, so its worker
+    # stops at once (its exit overlaps the rest of the map) instead of at the shutdown.
+    path = str(tmp_path / "pid")
+    got = pmap(helpers.outlive_the_other, [(0, path), (1, path)], mode="process", workers=2, chunksize=1)
+    assert got[0] is True, "the idle worker lived until the map ended"
+
+
 def test_adapter_reused_across_calls_keeps_its_workers() -> None:
     with ProcessAdapter(workers=2) as pool:
         pmap(helpers.square, range(100), mode=pool)
