@@ -96,8 +96,8 @@ class ChunkSizer:
 
     def piece(self, outstanding: int) -> int:
         """The size of a piece of a chunk's rest, with ``outstanding`` items of the map not run."""
-        if self._items == 0:
-            return 1
+        if self._items == 0:  # (a part comes back having run at least one item: not expected)
+            return max(1, min(outstanding // (2 * self._workers), self._limit))
         ideal, least = self._bounds()
         return max(1, min(ideal, max(least, outstanding // (2 * self._workers)), self._limit))
 

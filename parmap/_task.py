@@ -229,7 +229,7 @@ def inherited_chunk(seq: Sequence[Any], start: int, size: int) -> Chunk:
     """
     part = seq[start : start + size]
     items = part if type(part) is list else list(part)
-    if set(map(type, items)) <= _PLAIN:
+    if type(seq) is range or set(map(type, items)) <= _PLAIN:  # a range holds ints only
         return Chunk(start, items)
     return rebuild_chunk(start, dump_items(Chunk(start, items)))
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import pytest
@@ -88,7 +89,22 @@ def assert_no_leaks(before: Snapshot) -> None:
     after = wait_for_no_leaks(before)
     assert after.children <= before.children, f"child processes left: {after.children - before.children}"
     assert after.threads <= before.threads, f"threads left: {[t.name for t in threading.enumerate()]}"
-    assert after.fds <= before.fds, f"file descriptors left: {before.fds} -> {after.fds}"
+    assert after.fds <= before.fds, f"file descriptors left: {before.fds} -> {after.fds}; {_open_fds()}"
+
+
+def _open_fds() -> str:
+    """What this process's descriptors point to (Linux), to tell which one a failure left."""
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return "(no /proc here)"
+
+    def target(entry: Path) -> str:
+        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor)
+            return str(entry.readlink())
+        return "?"
+
+    entries = sorted(fd_dir.iterdir(), key=lambda e: int(e.name))
+    return "open now: " + ", ".join(f"{e.name}: {target(e)}" for e in entries)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -36,7 +36,7 @@ def test_budgeted_chunks_start_as_even_shares_and_skip_the_ramp() -> None:
 
 def test_pieces_of_an_unfinished_chunk_take_the_target_and_shrink_at_the_end() -> None:
     sizer = ChunkSizer(workers=2, target=0.05, total=100_000, budgeted=True)
-    assert sizer.piece(100_000) == 1  # nothing measured yet
+    assert sizer.piece(100_000) == 25_000  # nothing measured yet: a share of what is left
     sizer.observe(100, 0.1)  # 1 ms per item: 50 per target
     assert sizer.piece(100_000) == 50
     assert sizer.piece(40) == 10  # a quarter of what is left, for 2 workers

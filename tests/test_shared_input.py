@@ -59,6 +59,11 @@ def test_plain_items_are_used_in_place_and_others_are_copies() -> None:
     assert all(a is not b for a, b in zip(chunk.items, nested, strict=True))  # as if pickled
 
 
+def test_a_range_needs_no_check() -> None:
+    chunk = inherited_chunk(range(3, 100, 3), 2, 4)
+    assert (chunk.start, chunk.items) == (2, [9, 12, 15, 18])
+
+
 def test_an_unpicklable_item_fails_as_if_it_had_travelled() -> None:
     with pytest.raises(SerializationError, match="item 7 could not be pickled") as info:
         inherited_chunk([0, 1, 2, 3, 4, 5, 6, threading.Lock(), 8], 5, 3)
