@@ -20,8 +20,9 @@ job (``fn`` and initializer, pickled once per call) only the first time that wor
 call, then the pickled items, unless ``shared`` (their count) says the worker reads them from
 its own copy of the input (see ``share_input``); or ``b"stop"``. ``budget``: seconds after which
 the worker returns the items it ran so far. Worker → caller: ``b"ready"`` once, then one frame
-per chunk. A chunk is only ever sent to a worker that waits for one, so neither side can block
-the other.
+per chunk, ``(chunk_id, values, failed, elapsed, error, error_tb)`` in one pickle
+(``ChunkResult.encode``). A chunk is only ever sent to a worker that waits for one, so neither
+side can block the other.
 
 Start method: ``forkserver`` where it exists (Linux and other POSIX but macOS), else
 ``spawn``; on Linux, a caller running a single thread forks its first workers itself (see
@@ -522,7 +523,8 @@ class ProcessAdapter(Adapter):
         if task is None:
             return
         try:
-            _, result = loads(data)
+            _, *fields = loads(data)  # the worker's ChunkResult.encode(chunk_id)
+            result = ChunkResult(*fields)
         except (KeyboardInterrupt, GeneratorExit):
             raise
         except BaseException as exc:  # noqa: BLE001 - a rebuild that raises SystemExit included

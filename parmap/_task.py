@@ -261,16 +261,24 @@ class ChunkResult:
     error_tb: str | None = None
 
     def __reduce__(self) -> tuple[Callable[[bytes], ChunkResult], tuple[bytes]]:
-        # Tracebacks do not pickle: keep their text for the caller (made here, only when needed),
-        # and send an exception only in a form the caller can rebuild.
-        values, failed = list(self.values), {}
+        return rebuild_result, (self.encode(),)
+
+    def encode(self, *head: Any) -> bytes:
+        """``(*head, values, failed, elapsed, error, error_tb)`` pickled, in a form the caller can load.
+
+        Tracebacks do not pickle: their text is kept for the caller (made here, only when
+        needed), and an exception travels only in a form the caller can rebuild; a result that
+        cannot be pickled is replaced by a SerializationError naming its type.
+        """
+        values, failed = (list(self.values) if self.failed else self.values), {}
         for pos, tb in self.failed.items():
             failed[pos] = tb or format_exception(values[pos])
             values[pos] = portable_exception(values[pos])
         error = None if self.error is None else portable_exception(self.error)
         try:
-            data = dumps((values, failed, self.elapsed, error, self.error_tb))
+            return dumps((*head, values, failed, self.elapsed, error, self.error_tb))
         except (Exception, SystemExit):  # noqa: BLE001 - a result cannot be pickled: which one?
+            values = list(values)
             for pos, value in enumerate(values):
                 why = None if pos in failed else _pickling_error(value)
                 if why is not None:
@@ -278,8 +286,7 @@ class ChunkResult:
                     msg = f"the result of fn ({type(value).__name__}) could not be pickled: {reason}"
                     values[pos] = SerializationError(msg)
                     failed[pos] = ""
-            data = dumps((values, failed, self.elapsed, error, self.error_tb))
-        return rebuild_result, (data,)
+            return dumps((*head, values, failed, self.elapsed, error, self.error_tb))
 
 
 def format_exception(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any
 
 from parmap._errors import InitializerError, LockUnavailableError, SerializationError
-from parmap._serialize import dumps, loads
+from parmap._serialize import loads
 from parmap._task import (
     Chunk,
     ChunkResult,
@@ -299,7 +299,7 @@ def process_worker(
         if marks is not None:
             marks[3 * slot], marks[3 * slot + 1] = chunk_id, -1
         result = _run(token, job_bytes, start, payload, budget, marks=marks, slot=slot)
-        conn.send_bytes(dumps((chunk_id, result)))  # ChunkResult pickles what it can, names what it cannot
+        conn.send_bytes(result.encode(chunk_id))  # one pickle: what it can, naming what it cannot
         # Free the chunk now, not when the next one replaces it: the next reuses its memory
         # (each fresh page costs a fault), and a worker told to stop exits without it.
         del result, payload, job_bytes
