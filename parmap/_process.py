@@ -302,17 +302,17 @@ class ProcessAdapter(Adapter):
     def drain(self) -> None:
         """A one-call map has sent its whole input: stop each worker once nothing is queued for it.
 
-        Its exit then overlaps the rest of the map instead of adding to the shutdown. Re-runs
-        (a failed or unfinished part) still run, on the workers left or, if none is, a new one.
+        Its exit then overlaps the rest of the map instead of adding to the shutdown. A worker
+        whose part comes back unfinished or failed stays for the re-run; re-runs of another
+        worker's part run on the workers left or, if none is, a new one.
         """
         if not self._one_call:
             return
         with self._lock:
             self._draining = True
-            if not self._pending:
-                for w in self._pool:
-                    if w.accepts and w.task is None and not w.stopping:
-                        self._stop_worker(w)
+            for w in self._pool:
+                if w.accepts:
+                    self._retire_if_idle(w)  # (the lock is re-entrant)
 
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
         """Stop the workers.
@@ -397,8 +397,7 @@ class ProcessAdapter(Adapter):
             if not self._send(worker, self._pending[0]):
                 return
             self._pending.popleft()
-        idle = worker.task is None and not worker.stopping and not self._pending
-        if idle and (self._closing or self._draining):
+        if worker.task is None and not worker.stopping and self._closing and not self._pending:
             self._stop_worker(worker)
 
     def _stop_worker(self, worker: _Worker) -> None:
@@ -532,7 +531,15 @@ class ProcessAdapter(Adapter):
             msg = f"the results of items {task.start}..{last} could not be unpickled in the caller"
             settle(task.future, exc=SerializationError(f"{msg}: {type(exc).__name__}: {exc}"))
         else:
+            if self._draining and len(result.values) == task.size and result.error is None:
+                self._retire_if_idle(worker)  # nothing of its part comes back: it may go now
             settle(task.future, result)
+
+    def _retire_if_idle(self, worker: _Worker) -> None:
+        """Draining: stop ``worker`` if it has nothing to run and nothing is queued."""
+        with self._lock:
+            if worker.task is None and not worker.stopping and not self._pending:
+                self._stop_worker(worker)
 
     def _gone(self, worker: _Worker) -> None:
         """A worker's process ended: report its chunk, replace it if work is queued."""
