@@ -126,7 +126,6 @@ class _Map:
         eager: bool,
         owned: bool = False,
         budgeted: bool = False,
-        total: int | None = None,
     ) -> None:
         self.adapter = adapter
         self.owned = owned  # the map started the adapter, and alone submits to it
@@ -134,7 +133,7 @@ class _Map:
         self.sizer = sizer
         self.shared = shared  # the input, when the adapter's workers read chunks from their copy
         self.budgeted = budgeted  # workers return a part unfinished past its budget (see budget())
-        self.outstanding = total or 0  # items not run yet (budgeted maps only)
+        self.outstanding = len(shared) if shared is not None else 0  # items not run yet (budgeted)
         self.eager = eager  # every result is kept: chunks waiting for their turn do not count
         self.next_seq = 0  # sequence number of the next chunk read from the input
         self.next_out = 0  # sequence number of the next chunk to deliver in order
@@ -186,13 +185,12 @@ class _Map:
 
     def submit(self, seq: int, offset: int, size: int) -> None:
         """Run items ``offset .. offset + size - 1`` of chunk ``seq`` as one part."""
-        chunk = self.slots[seq].chunk
-        part = chunk
-        if size != len(chunk.items) or self.budgeted:
-            items = chunk.items if size == len(chunk.items) else chunk.items[offset : offset + size]
-            part = Chunk(chunk.start + offset, items, None, self.budget() if self.budgeted else 0.0)
-        future = self.adapter.submit(self.job, part)
         slot = self.slots[seq]
+        part = slot.chunk
+        if size != len(part.items) or self.budgeted:
+            items = part.items if size == len(part.items) else part.items[offset : offset + size]
+            part = Chunk(part.start + offset, items, None, self.budget() if self.budgeted else 0.0)
+        future = self.adapter.submit(self.job, part)
         slot.parts += 1
         self.owners[future] = seq
         future.add_done_callback(functools.partial(_notify, self.done, (seq, offset, size)))
@@ -333,7 +331,7 @@ def drive(
         limit=adapter.max_chunk,
         budgeted=budgeted,
     )
-    state = _Map(adapter, job, sizer, shared, eager=eager, owned=owned, budgeted=budgeted, total=total)
+    state = _Map(adapter, job, sizer, shared, eager=eager, owned=owned, budgeted=budgeted)
     window = 2 * adapter.workers
     keep_going = job.keep_going
     exhausted = clean = False

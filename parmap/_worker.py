@@ -263,8 +263,7 @@ def process_worker(
     """Main loop of a worker process: read a chunk, run it, send its result, until told to stop.
 
     Each chunk arrives as 1 to 3 frames: a header ``(chunk_id, start, token, has_job, size,
-    budget)``,
-    the job payload (only the first time this worker sees the token), and the pickled items,
+    budget)``, the job payload (only the first time this worker sees the token), and the pickled items,
     unless ``size`` is not negative: then the chunk is the ``size`` items at ``start`` of
     ``shared``, the caller's input as it was when this worker was forked.
     ``progress`` is shared memory where the worker records ``chunk_id`` at ``3 * slot``, and
