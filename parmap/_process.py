@@ -53,7 +53,7 @@ from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, Wo
 from parmap._launch import can_fork_now, default_start_method, describe_exit, preload_in_fork_server
 from parmap._serialize import dumps, loads
 from parmap._stopwatch import Stopwatch, poll_interval
-from parmap._task import Chunk, ChunkResult, Job, SharedItems, dump_items
+from parmap._task import Chunk, ChunkResult, Job, SharedItems, describe_exception, dump_items
 from parmap._threadcaps import capped_environ, thread_caps
 from parmap._worker import INHERITED_LOCK, READY, STOP, process_worker
 
@@ -186,6 +186,9 @@ class ProcessAdapter(Adapter):
         self._closing = False  # no new submissions; workers stop once the queue is empty
         self._draining = False  # a one-call map sent all its input: idle workers may go (drain)
         self._killing = False  # workers are being terminated: deaths are expected
+        self._started = False  # a worker has said "ready": workers can start
+        self._failed_starts = 0  # workers that died before their "ready", since the last "ready"
+        self._broken: str | None = None  # why the collector thread failed: no chunk can run
 
     @property
     def workers(self) -> int:
@@ -263,7 +266,8 @@ class ProcessAdapter(Adapter):
         # A one-call map makes a process lock (~1 ms, and a resource tracker) only if it asked.
         needs_lock = self._lock_given is not None or self._lock_wanted or not self._one_call
         self._shared_lock = (self._lock_given or self._ctx.Lock()) if needs_lock else None
-        self._closing = self._killing = self._draining = False
+        self._closing = self._killing = self._draining = self._started = False
+        self._failed_starts = 0
         self._thread_caps = thread_caps(self._max)
         fork_now = self._fork_first and (can_fork_now() if self._fork_now is None else self._fork_now)
         self._fork_now = None
@@ -293,6 +297,9 @@ class ProcessAdapter(Adapter):
             if self._collector is None or self._closing:
                 msg = "ProcessAdapter.submit() called when the adapter is not running"
                 raise RuntimeError(msg)
+            if self._broken is not None:  # nothing would collect its result: fail it now
+                task.future.set_exception(WorkerDiedError(self._broken))
+                return task.future
             idle = next((w for w in self._pool if w.accepts and w.task is None and not w.stopping), None)
             if idle is None or not self._send(idle, task):
                 self._pending.append(task)
@@ -476,12 +483,15 @@ class ProcessAdapter(Adapter):
                         self._read(by_conn[obj])
                     else:
                         self._gone(by_sentinel[obj])
-        except BaseException:
+        except BaseException as exc:
             log.exception("parmap: the process collector thread failed; failing all chunks")
             with self._lock:
+                self._broken = f"parmap's process collector failed: {describe_exception(exc)}"
                 tasks = [*self._pending, *(w.task for w in self._pool if w.task is not None)]
+                self._pending.clear()
+                self._lock.notify_all()
             for task in tasks:
-                settle(task.future, exc=WorkerDiedError("parmap's process collector failed"))
+                settle(task.future, exc=WorkerDiedError(self._broken))
 
     def _kill_overdue(self) -> None:
         """Kill each worker whose current item has run past its call's timeout."""
@@ -510,15 +520,14 @@ class ProcessAdapter(Adapter):
     def _handle(self, worker: _Worker, data: bytes) -> None:
         with self._lock:
             if data == READY:
-                worker.ready = True
+                worker.ready = self._started = True
+                self._failed_starts = 0
                 self._feed(worker)  # unless it was sent a chunk already (see _Worker.early)
                 return
-            task, worker.task = worker.task, None
-            if task is not None:
-                worker.done += task.size
-            self._feed(worker)
-            if worker.stopping and self._pending:
-                self._grow()  # it retired (max_tasks_per_worker): start its successor
+            task = worker.task
+            if not self.max_chunk:  # feed it first: the result is unpickled while it runs
+                worker.task = None
+                self._next(worker)
         if task is None:
             return
         try:
@@ -529,11 +538,29 @@ class ProcessAdapter(Adapter):
         except BaseException as exc:  # noqa: BLE001 - a rebuild that raises SystemExit included
             last = task.start + task.size - 1
             msg = f"the results of items {task.start}..{last} could not be unpickled in the caller"
-            settle(task.future, exc=SerializationError(f"{msg}: {type(exc).__name__}: {exc}"))
-        else:
-            if self._draining and len(result.values) == task.size and result.error is None:
-                self._retire_if_idle(worker)  # nothing of its part comes back: it may go now
-            settle(task.future, result)
+            error = SerializationError(f"{msg}: {type(exc).__name__}: {exc}")
+            if self.max_chunk:
+                self._count(worker, task.size)  # they ran: only their results were lost
+            settle(task.future, exc=error)
+            return
+        if self.max_chunk:  # a part may come back unfinished: count only the items it ran
+            self._count(worker, 0 if result.error is not None else len(result.values))
+        if self._draining and len(result.values) == task.size and result.error is None:
+            self._retire_if_idle(worker)  # nothing of its part comes back: it may go now
+        settle(task.future, result)
+
+    def _count(self, worker: _Worker, ran: int) -> None:
+        """With max_tasks_per_worker: add the items ``worker`` ran, then feed it (or retire it)."""
+        with self._lock:
+            worker.task = None
+            worker.done += ran
+            self._next(worker)
+
+    def _next(self, worker: _Worker) -> None:
+        """A worker's chunk came back: give it the next, or start its successor if it retired."""
+        self._feed(worker)
+        if worker.stopping and self._pending:
+            self._grow()  # it retired (max_tasks_per_worker): start its successor
 
     def _retire_if_idle(self, worker: _Worker) -> None:
         """Draining: stop ``worker`` if it has nothing to run and nothing is queued."""
@@ -561,12 +588,7 @@ class ProcessAdapter(Adapter):
                 self._pending.appendleft(task)  # sent before the worker started: it never ran
                 task = None
             failed_start = not worker.ready and not worker.stopping and not self._killing
-            doomed: list[_Task] = []
-            if failed_start and not any(w.ready for w in self._pool):
-                # Workers cannot start at all: fail what waits for one, never respawn in a loop.
-                doomed, self._pending = list(self._pending), deque()
-            elif self._pending and not self._killing and not failed_start:
-                self._grow()
+            doomed = self._replace(failed_start=failed_start)
             self._lock.notify_all()
         self._reap(worker)
         if worker.stopping and task is None:
@@ -580,6 +602,19 @@ class ProcessAdapter(Adapter):
                 "guard the script's code with `if __name__ == '__main__':`, and run it from a file"
             )
             settle(t.future, exc=WorkerDiedError(msg))
+
+    def _replace(self, *, failed_start: bool) -> list[_Task]:
+        """After a worker's end: start another if work waits; the queued chunks, if none can start."""
+        if failed_start:
+            self._failed_starts += 1
+        others = any(not w.stopping for w in self._pool)  # live, or starting, workers
+        if failed_start and (self._failed_starts > self._max or not (self._started or others)):
+            # Workers cannot start at all: fail what waits for one, never respawn in a loop.
+            doomed, self._pending = list(self._pending), deque()
+            return doomed
+        if self._pending and not self._killing and not (failed_start and others):
+            self._grow()  # (after a failed start, the others show first whether any can start)
+        return []
 
     def _death_error(self, worker: _Worker, task: _Task, pid: int | None, how: str) -> ParmapError:
         """What the end of ``worker`` means for the item it ran: a timeout or a death."""

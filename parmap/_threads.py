@@ -146,12 +146,12 @@ class ThreadAdapter(Adapter):
                 self._queue.put(task)  # it has done its share: a fresh thread takes this chunk
                 self._retire(me)
                 return
-            done += len(chunk.items)
             if future.set_running_or_notify_cancel():
                 me.mark[0] = -1
                 me.task = task
                 # Marks only serve timeouts here (a thread cannot die): without one, none.
                 result = run_chunk(job, chunk, progress=me.mark if job.timeout else None)
+                done += len(result.values)  # a chunk stopped at a failure counts the items it ran
                 with self._lock:
                     me.task = None
                     if me.abandoned:  # its future already failed; a fresh thread took its place

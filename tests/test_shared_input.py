@@ -150,6 +150,23 @@ def nap(x):
         raise ValueError(x)
     return x
 
+def slow_start(x):
+    # The first items outlast the 10 ms budget of the first part: it comes back unfinished.
+    if x < 3:
+        time.sleep(0.02)
+    return os.getpid()
+
+FORKS = [0]
+DOOMED = {}  # which fork of the next map dies before its worker starts, and after how long
+
+def count_fork():
+    FORKS[0] += 1
+
+def maybe_die():
+    if FORKS[0] == DOOMED.get("fork"):
+        time.sleep(DOOMED["after"])
+        os._exit(3)
+
 class Recording(ProcessAdapter):
     # Notes each part it is given: (start, size, budget).
     def __init__(self, *args, **kwargs):
@@ -193,6 +210,24 @@ if __name__ == "__main__":
         pmap(nap, range(60), workers=2)
     except ValueError as exc:
         out["budget_raised"] = str(exc)
+    # max_tasks_per_worker counts the items a worker ran, not the size of the part it was sent.
+    pool = Recording(1, max_tasks_per_worker=100)
+    out["recycled_pids"] = len(set(pmap(slow_start, range(100), mode=pool)))
+    out["recycled_parts"] = pool.parts
+    # A worker that dies before it starts (here: in an at-fork hook) never ran the part it was
+    # sent ahead of its "ready": another worker runs it. At once: the other is still starting;
+    # after 0.3 s: the other has finished its part and left (the input was all sent).
+    os.register_at_fork(before=count_fork, after_in_child=maybe_die)
+    for after in (0.0, 0.3):
+        FORKS[0] = 0
+        DOOMED.update(fork=2, after=after)
+        try:
+            out[f"died_at_start_{after}"] = pmap(helpers.square, list(range(2000)), workers=2) == [
+                x * x for x in range(2000)
+            ]
+        except Exception as exc:
+            out[f"died_at_start_{after}"] = repr(exc)
+    DOOMED.clear()
     out["threads"] = threading.active_count()
     print(json.dumps(out))
 """
@@ -244,3 +279,9 @@ def test_forked_workers_read_the_input_from_their_copy(tmp_path: Path) -> None:
     assert rests, parts
     assert all(budget == 0.1 for _, _, budget in rests)
     assert out["budget_raised"] == "16"
+    # 100 items for a worker allowed 100: one worker ran them all, unfinished parts included.
+    assert any(start == 1 for start, _, _ in out["recycled_parts"]), out["recycled_parts"]
+    assert out["recycled_pids"] == 1, out["recycled_parts"]
+    assert out["died_at_start_0.0"] is True
+    assert out["died_at_start_0.3"] is True
+    assert "failed to start" not in result.stderr  # its chunk went to another worker, as it was
