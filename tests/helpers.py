@@ -292,3 +292,11 @@ def outlive_the_other(item: tuple[int, str]) -> bool | int:
                 return True
         time.sleep(0.01)
     return False
+
+
+def fail_first_with_worker(x: int) -> str:
+    """Item 0 raises a ValueError naming the thread and process that ran it; others return them."""
+    where = f"{os.getpid()}/{threading.current_thread().name}"
+    if x == 0:
+        raise ValueError(where)
+    return where

@@ -86,6 +86,16 @@ def test_a_reusable_pool_recycles_across_calls() -> None:
     assert max(collections.Counter(pids).values()) <= 4
 
 
+@pytest.mark.parametrize("adapter", [ThreadAdapter, pytest.param(ProcessAdapter, marks=pytest.mark.process)])
+def test_a_chunk_stopped_at_a_failure_counts_only_the_items_that_ran(adapter: type[ThreadAdapter]) -> None:
+    with adapter(1, max_tasks_per_worker=10) as pool:
+        with pytest.raises(ValueError, match="/") as info:  # a chunk of 10 that stops at its first item
+            pmap(helpers.fail_first_with_worker, range(10), mode=pool, chunksize=10)
+        # 1 + 9 items: the same worker runs the next call's chunk of 9.
+        later = pmap(helpers.fail_first_with_worker, range(1, 10), mode=pool, chunksize=9)
+    assert set(later) == {str(info.value)}
+
+
 @pytest.mark.parametrize("mode", ["serial"])
 def test_max_tasks_needs_workers(mode: str) -> None:
     with pytest.raises(ValueError, match="max_tasks_per_worker"):
