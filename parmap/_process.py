@@ -310,8 +310,10 @@ class ProcessAdapter(Adapter):
         """A one-call map has sent its whole input: stop each worker once nothing is queued for it.
 
         Its exit then overlaps the rest of the map instead of adding to the shutdown. A worker
-        whose part comes back unfinished or failed stays for the re-run; re-runs of another
-        worker's part run on the workers left or, if none is, a new one.
+        whose marks show that it ran its part to the end is stopped as soon as the result
+        arrives, before it is unpickled; one whose part comes back unfinished or failed stays
+        for the re-run; re-runs of another worker's part run on the workers left or, if none
+        is, a new one.
         """
         if not self._one_call:
             return
@@ -528,6 +530,8 @@ class ProcessAdapter(Adapter):
             if not self.max_chunk:  # feed it first: the result is unpickled while it runs
                 worker.task = None
                 self._next(worker)
+                if self._draining and task is not None and self._ran_all(worker, task):
+                    self._retire_if_idle(worker)  # now: its exit overlaps the unpickling
         if task is None:
             return
         try:
@@ -634,6 +638,12 @@ class ProcessAdapter(Adapter):
         elif (lo, hi) != (0, task.size):
             error.span = (lo, hi)
         return error
+
+    @staticmethod
+    def _ran_all(worker: _Worker, task: _Task) -> bool:
+        """Whether, per its marks, ``worker`` ran the last items of ``task`` (it came back complete)."""
+        chunk_id, lo, count = worker.marks[0], worker.marks[1], worker.marks[2]
+        return bool(chunk_id == task.chunk_id and lo >= 0 and lo + count >= task.size)
 
     def _running_items(self, worker: _Worker, task: _Task) -> tuple[int, int]:
         """Positions ``lo .. hi - 1`` in ``task`` of the items ``worker`` was running, per its marks."""
