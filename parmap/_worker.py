@@ -7,6 +7,7 @@ the caller's thread. ``process_worker`` is the main function of the processes th
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import os
 import select
@@ -247,7 +248,9 @@ def _exit_with_caller(conn: Connection) -> None:
                 os._exit(1)
             time.sleep(0.05)  # a frame waits for the main thread: give it time to take it
 
-    threading.Thread(target=watch, name="parmap-caller-watch", daemon=True).start()
+    # Not threading.Thread: its start() waits until the new thread runs, which on a busy CPU
+    # can take milliseconds, and the first chunk waits for this worker meanwhile.
+    _thread.start_new_thread(watch, ())
 
 
 def process_worker(
