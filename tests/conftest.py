@@ -58,6 +58,7 @@ class Snapshot:
     children: frozenset[int]
     threads: int
     fds: int
+    fd_targets: tuple[tuple[int, str], ...] = ()  # what each descriptor pointed to (Linux)
 
     @classmethod
     def take(cls) -> Snapshot:
@@ -71,7 +72,7 @@ class Snapshot:
         # TCP sockets are left out: parmap opens none, and a LocalCluster's in-process scheduler
         # accepts new connections from its workers whenever they like.
         fds = me.num_fds() - len(me.net_connections(kind="inet")) if hasattr(me, "num_fds") else 0
-        return cls(frozenset(children), threading.active_count(), fds)
+        return cls(frozenset(children), threading.active_count(), fds, _fd_targets())
 
 
 def wait_for_no_leaks(before: Snapshot, seconds: float = 5.0) -> Snapshot:
@@ -89,22 +90,29 @@ def assert_no_leaks(before: Snapshot) -> None:
     after = wait_for_no_leaks(before)
     assert after.children <= before.children, f"child processes left: {after.children - before.children}"
     assert after.threads <= before.threads, f"threads left: {[t.name for t in threading.enumerate()]}"
-    assert after.fds <= before.fds, f"file descriptors left: {before.fds} -> {after.fds}; {_open_fds()}"
+    change = _fd_change(before, after)
+    assert after.fds <= before.fds, f"file descriptors left: {before.fds} -> {after.fds}; {change}"
 
 
-def _open_fds() -> str:
+def _fd_targets() -> tuple[tuple[int, str], ...]:
     """What this process's descriptors point to (Linux), to tell which one a failure left."""
     fd_dir = Path("/proc/self/fd")
     if not fd_dir.is_dir():
-        return "(no /proc here)"
+        return ()
 
     def target(entry: Path) -> str:
         with contextlib.suppress(OSError):  # closed meanwhile (the listing's own descriptor)
             return str(entry.readlink())
         return "?"
 
-    entries = sorted(fd_dir.iterdir(), key=lambda e: int(e.name))
-    return "open now: " + ", ".join(f"{e.name}: {target(e)}" for e in entries)
+    return tuple(sorted((int(e.name), target(e)) for e in fd_dir.iterdir()))
+
+
+def _fd_change(before: Snapshot, after: Snapshot) -> str:
+    """The descriptors opened and closed between two snapshots, and the threads now running."""
+    old, new = set(before.fd_targets), set(after.fd_targets)
+    threads = [t.name for t in threading.enumerate()]
+    return f"opened: {sorted(new - old)}; closed: {sorted(old - new)}; threads: {threads}"
 
 
 @pytest.fixture(scope="session", autouse=True)
