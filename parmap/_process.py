@@ -189,6 +189,9 @@ class ProcessAdapter(Adapter):
         self._started = False  # a worker has said "ready": workers can start
         self._failed_starts = 0  # workers that died before their "ready", since the last "ready"
         self._broken: str | None = None  # why the collector thread failed: no chunk can run
+        # Every chunk not settled yet, wherever it is (queued, running, being reported): if the
+        # collector fails half-way through a report, none may be left waiting forever.
+        self._unsettled: set[Future[ChunkResult]] = set()
 
     @property
     def workers(self) -> int:
@@ -300,6 +303,8 @@ class ProcessAdapter(Adapter):
             if self._broken is not None:  # nothing would collect its result: fail it now
                 task.future.set_exception(WorkerDiedError(self._broken))
                 return task.future
+            self._unsettled.add(task.future)
+            task.future.add_done_callback(self._unsettled.discard)
             idle = next((w for w in self._pool if w.accepts and w.task is None and not w.stopping), None)
             if idle is None or not self._send(idle, task):
                 self._pending.append(task)
@@ -423,8 +428,25 @@ class ProcessAdapter(Adapter):
         if self._draining and live:
             return  # re-runs at the end of a map wait for a live worker rather than a new one
         if len(self._pending) > starting and live < self._max and self._free_slots:
-            self._spawn(self._ctx)
+            try:
+                self._spawn(self._ctx)
+            except Exception as exc:  # noqa: BLE001 - out of processes, descriptors or memory
+                self._cannot_spawn(exc, live=live)
+                return
             self._wake()
+
+    def _cannot_spawn(self, exc: Exception, *, live: int) -> None:
+        """No worker could be started: the live workers take the queue, or its chunks fail now.
+
+        The pool stays usable: the next chunk tries again.
+        """
+        why = f"could not start a worker process: {describe_exception(exc)}"
+        log.warning("parmap: %s", why)
+        if live:
+            return
+        doomed, self._pending = list(self._pending), deque()
+        for task in doomed:  # (their callbacks only queue a note for the caller's driver)
+            settle(task.future, exc=WorkerDiedError(why))
 
     def _spawn(self, ctx: Any) -> None:
         forked = ctx.get_start_method() == "fork"
@@ -449,11 +471,17 @@ class ProcessAdapter(Adapter):
             name="parmap-worker",
             daemon=True,
         )
-        if forked:
-            proc.start()
-        else:  # a spawned worker, or the fork server it comes from, starts with the caps
-            with capped_environ(self._thread_caps):
+        try:
+            if forked:
                 proc.start()
+            else:  # a spawned worker, or the fork server it comes from, starts with the caps
+                with capped_environ(self._thread_caps):
+                    proc.start()
+        except BaseException:
+            parent.close()
+            child.close()
+            self._free_slots.append(slot)
+            raise
         child.close()
         marks = memoryview(progress).cast("B").cast("q")[3 * slot : 3 * slot + 3]
         self._pool.append(_Worker(proc, parent, slot, marks, inherits=shared is not None, early=forked))
@@ -489,11 +517,11 @@ class ProcessAdapter(Adapter):
             log.exception("parmap: the process collector thread failed; failing all chunks")
             with self._lock:
                 self._broken = f"parmap's process collector failed: {describe_exception(exc)}"
-                tasks = [*self._pending, *(w.task for w in self._pool if w.task is not None)]
+                unsettled = list(self._unsettled)
                 self._pending.clear()
                 self._lock.notify_all()
-            for task in tasks:
-                settle(task.future, exc=WorkerDiedError(self._broken))
+            for future in unsettled:
+                settle(future, exc=WorkerDiedError(self._broken))
 
     def _kill_overdue(self) -> None:
         """Kill each worker whose current item has run past its call's timeout."""

@@ -196,6 +196,51 @@ def test_workers_that_cannot_start_fail_fast_without_respawning(tmp_path: Path) 
     assert float(result.stdout.split()[1]) < 10
 
 
+OUT_OF_DESCRIPTORS = """
+import json, os, resource
+import cloudpickle  # (pickling fn, defined here, must not need to open a file)
+from parmap import ProcessAdapter, pmap
+
+def die_on_zero(x):
+    if x == 0:
+        os._exit(3)
+    return x
+
+if __name__ == "__main__":
+    out = {}
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with ProcessAdapter(1) as pool:
+        out["warm"] = pmap(abs, [-1], mode=pool)
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no new descriptor
+        try:  # item 0 kills the only worker; its replacement cannot get a pipe
+            got = pmap(die_on_zero, [0, 1], mode=pool, chunksize=1, on_error="return")
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        out["errors"] = [f"{type(v).__name__}: {v}" for v in got]
+        out["again"] = pmap(abs, [-2, -3], mode=pool)
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a descriptor limit that bites at once: Linux")
+def test_a_worker_that_cannot_be_started_fails_its_chunks_and_the_pool_recovers(tmp_path: Path) -> None:
+    script = tmp_path / "out_of_descriptors.py"
+    script.write_text(OUT_OF_DESCRIPTORS)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["warm"] == [1]
+    died, unstarted = out["errors"]
+    assert "died (exit code 3) while running item 0" in died
+    assert unstarted.startswith("WorkerDiedError: could not start a worker process: "), unstarted
+    assert "could not start a worker process" in result.stderr  # logged as a warning too
+    assert out["again"] == [2, 3]  # once descriptors are free again, a worker starts
+
+
 FORK_FIRST_SCRIPT = """
 import json, os, sys, threading, time
 from pathlib import Path
