@@ -668,17 +668,21 @@ class ProcessAdapter(Adapter):
         return error
 
     @staticmethod
-    def _ran_all(worker: _Worker, task: _Task) -> bool:
-        """Whether, per its marks, ``worker`` ran the last items of ``task`` (it came back complete)."""
-        chunk_id, lo, count = worker.marks[0], worker.marks[1], worker.marks[2]
-        return bool(chunk_id == task.chunk_id and lo >= 0 and lo + count >= task.size)
-
-    def _running_items(self, worker: _Worker, task: _Task) -> tuple[int, int]:
-        """Positions ``lo .. hi - 1`` in ``task`` of the items ``worker`` was running, per its marks."""
+    def _marked(worker: _Worker, task: _Task) -> tuple[int, int] | None:
+        """Positions ``lo .. hi - 1`` in ``task`` of the items ``worker`` ran last, per its marks."""
         chunk_id, lo, count = worker.marks[0], worker.marks[1], worker.marks[2]
         if chunk_id != task.chunk_id or not 0 <= lo < task.size or count < 1:
-            return 0, task.size
+            return None
         return lo, min(task.size, lo + count)
+
+    def _ran_all(self, worker: _Worker, task: _Task) -> bool:
+        """Whether, per its marks, ``worker`` ran the last items of ``task`` (it came back complete)."""
+        marked = self._marked(worker, task)
+        return marked is not None and marked[1] == task.size
+
+    def _running_items(self, worker: _Worker, task: _Task) -> tuple[int, int]:
+        """The items ``worker`` was running when it died (all of ``task`` if its marks do not say)."""
+        return self._marked(worker, task) or (0, task.size)
 
     # -- shutdown helpers -----------------------------------------------------------------
 

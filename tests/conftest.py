@@ -90,8 +90,9 @@ def assert_no_leaks(before: Snapshot) -> None:
     after = wait_for_no_leaks(before)
     assert after.children <= before.children, f"child processes left: {after.children - before.children}"
     assert after.threads <= before.threads, f"threads left: {[t.name for t in threading.enumerate()]}"
-    change = _fd_change(before, after)
-    assert after.fds <= before.fds, f"file descriptors left: {before.fds} -> {after.fds}; {change}"
+    assert after.fds <= before.fds, (  # (the message, with its listing, is made only on failure)
+        f"file descriptors left: {before.fds} -> {after.fds}; {_fd_change(before, after)}"
+    )
 
 
 def _fd_targets() -> tuple[tuple[int, str], ...]:
