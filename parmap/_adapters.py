@@ -16,13 +16,17 @@ adapter's per-chunk cost), never by asking which adapter it is.
 from __future__ import annotations
 
 import abc
+import sys
 import threading
 import types
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
-from typing_extensions import Self
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # importing typing_extensions costs ~8 ms
+    from typing_extensions import Self
 
 from parmap._cpus import available_cpus
 from parmap._serialize import dumps_by_value

@@ -8,9 +8,12 @@ whose object is a factory, ``factory(workers) -> Adapter``; it is loaded the fir
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from parmap._adapters import Adapter
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoints
 
 __all__ = [
     "BUILTIN_MODES",
@@ -65,11 +68,18 @@ def register_adapter(name: str, factory: AdapterFactory) -> None:
     _factories[name] = factory
 
 
+def _declared() -> EntryPoints:
+    """The entry points of the group (importlib.metadata costs ~10 ms: imported only here)."""
+    from importlib.metadata import entry_points  # noqa: PLC0415
+
+    return entry_points(group=ENTRY_POINT_GROUP)
+
+
 def find_adapter(name: str) -> AdapterFactory | None:
     """The factory registered for ``name``, loading it from an entry point if need be."""
     factory = _factories.get(name)
     if factory is None:
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
+        for entry in _declared():
             if entry.name == name:
                 factory = entry.load()
                 register_adapter(name, factory)
@@ -79,5 +89,5 @@ def find_adapter(name: str) -> AdapterFactory | None:
 
 def known_modes() -> list[str]:
     """Every mode name pmap knows now: built-in, registered, and declared by entry points."""
-    names = {*_factories, *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))}
+    names = {*_factories, *(entry.name for entry in _declared())}
     return [*BUILTIN_MODES, *sorted(names - set(BUILTIN_MODES))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -68,3 +69,29 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci, f"`.ci/run` must run the README's test command: {tests}"
     assert "demo" in demo
+
+
+LIGHT_IMPORT = """
+import sys
+import parmap
+print(parmap.pmap(abs, [-1, -2], mode="thread"), parmap.pmap(abs, [-3], mode="process"))
+heavy = {"importlib.metadata", "email"} | ({"typing_extensions"} if sys.version_info >= (3, 11) else set())
+print(sorted(heavy & set(sys.modules)))
+try:
+    parmap.pmap(abs, [1], mode="no-such-mode")
+except ValueError:
+    print("importlib.metadata" in sys.modules)
+"""
+
+
+def test_import_and_builtin_modes_load_no_plugin_machinery(tmp_path: Path) -> None:
+    # importlib.metadata (~10 ms with the email package it pulls in) is only needed to look up
+    # a mode that is not built in; typing_extensions (~8 ms) only before Python 3.11. Every
+    # spawned worker imports parmap too, so this is paid per worker on macOS and Windows.
+    script = tmp_path / "light.py"
+    script.write_text(LIGHT_IMPORT)
+    result = subprocess.run(
+        [sys.executable, "-I", str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["[1, 2] [3]", "[]", "True"]
