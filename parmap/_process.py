@@ -348,9 +348,7 @@ class ProcessAdapter(Adapter):
                     w.proc.terminate()
             else:
                 doomed = []
-                for w in self._pool:
-                    if w.accepts and w.task is None and not w.stopping:
-                        self._stop_worker(w)
+                self._stop_idle_workers()
                 collector = self._collector
                 while self._pool and collector.is_alive():  # a dead collector must not hang us
                     self._lock.wait(0.1)
@@ -365,6 +363,19 @@ class ProcessAdapter(Adapter):
         self._fork_progress = self._progress = self._shared_lock = self._shared = None
 
     # -- always under self._lock ----------------------------------------------------------
+
+    def _stop_idle_workers(self) -> None:
+        """Closing: stop each worker that has nothing to run (the others stop once they finish)."""
+        for w in self._pool:
+            if w.task is not None or w.stopping:
+                continue
+            if w.accepts:
+                self._stop_worker(w)
+            elif not self._pending:
+                # Still starting (a spawned interpreter: tens of ms) with nothing left to run:
+                # end it now rather than wait for its start to stop it.
+                w.stopping = True
+                w.proc.terminate()
 
     def _send(self, worker: _Worker, task: _Task) -> bool:
         """Hand ``task`` to an idle worker; False if the pipe is broken (the worker is dying)."""
@@ -467,7 +478,12 @@ class ProcessAdapter(Adapter):
         proc = ctx.Process(
             target=process_worker,
             args=(child, progress, slot, self._shared_lock),
-            kwargs={"inherited": inherited, "thread_caps": self._thread_caps, "shared": shared},
+            kwargs={
+                "inherited": inherited,
+                "thread_caps": self._thread_caps,
+                "shared": shared,
+                "spawned": ctx.get_start_method() == "spawn",
+            },
             name="parmap-worker",
             daemon=True,
         )

@@ -17,7 +17,7 @@ import pytest
 from conftest import Snapshot, wait_for_no_leaks
 
 from parmap import ProcessAdapter, SerializationError, WorkerDiedError, pmap
-from parmap._launch import default_start_method
+from parmap._launch import ENV_START_METHOD, default_start_method
 
 pytestmark = pytest.mark.process
 
@@ -194,6 +194,100 @@ def test_workers_that_cannot_start_fail_fast_without_respawning(tmp_path: Path) 
     assert re.search(r"failed to start \(exit code \d+\)", result.stdout), result.stdout
     assert "__name__ == '__main__'" in result.stdout
     assert float(result.stdout.split()[1]) < 10
+
+
+SPAWNED_END = """
+import atexit, json, os, sys, threading, time
+from parmap import ProcessAdapter, pmap
+
+OUT = sys.argv[1]
+
+
+def leave_traces(x):
+    # What a worker's normal exit takes care of: buffered output (stdout is a pipe here), an
+    # exit handler (item 1), a (non-daemon) thread of fn's own still running at the end (item 2).
+    pid = os.getpid()
+    if x == 1:
+        atexit.register(lambda: open(f"{OUT}/atexit-{pid}", "w").close())
+    else:
+        thread = threading.Thread(target=lambda: (time.sleep(0.5), open(f"{OUT}/thread-{pid}", "w").close()))
+        thread.start()
+    print(f"printed-by-{pid}")
+    return pid
+
+
+if __name__ == "__main__":
+    with ProcessAdapter(1, start_method="spawn") as pool:
+        first = pmap(leave_traces, [1], mode=pool)[0]
+    pid = pmap(leave_traces, [2], mode="process", workers=1)[0]  # its start method: spawn (env)
+    print(json.dumps({"pids": [first, pid], "files": sorted(os.listdir(OUT))}))
+"""
+
+
+def test_a_spawned_worker_still_exits_cleanly(tmp_path: Path) -> None:
+    # Spawned workers end without the interpreter's teardown (15-30 ms each); exit handlers,
+    # buffered output and fn's own threads must not be lost for it.
+    script = tmp_path / "spawned_end.py"
+    script.write_text(SPAWNED_END)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        # (buffered output: PYTHONUNBUFFERED would make every print a write of its own)
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, ENV_START_METHOD: "spawn"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    first, second = report["pids"]
+    assert first != second
+    for pid in (first, second):
+        assert f"printed-by-{pid}" in result.stdout
+    assert report["files"] == [f"atexit-{first}", f"thread-{second}"]
+
+
+SLOW_SECOND_START = """
+import os, sys, time
+import multiprocessing
+from parmap import pmap
+
+if __name__ != "__main__":
+    try:  # the first worker to start goes on; the second takes 20 s to import this module
+        os.close(os.open(os.path.join(sys.argv[1], "first"), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        time.sleep(20)
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    assert pmap(abs, range(-50, 50), workers=2) == list(map(abs, range(-50, 50)))
+    print(round(time.monotonic() - started, 1), multiprocessing.active_children())
+"""
+
+
+def test_a_map_does_not_wait_for_a_worker_still_starting(tmp_path: Path) -> None:
+    # The first worker ran everything while the second was still starting: the map ends
+    # without waiting for that start (which used to take as long as the start).
+    if default_start_method() == "fork":
+        pytest.skip("fork does not import the main module in workers")
+    script = tmp_path / "slow_start.py"
+    script.write_text(SLOW_SECOND_START)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=helpers.no_fork_first_env(),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    seconds, children = result.stdout.split(maxsplit=1)
+    assert float(seconds) < 15, result.stdout
+    assert children.strip() == "[]"
 
 
 OUT_OF_DESCRIPTORS = """
