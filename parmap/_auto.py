@@ -9,6 +9,10 @@ of wall time, or until the input ends) decides the rest::
                                                   of every item would cost more than the work
     CPU time < IO_RATIO x wall time            -> thread: the items wait (I/O, sleep), and
                                                   threads wait in parallel without pickling
+    the rest is estimated under FRESH_BELOW
+    seconds, and workers would be fresh
+    interpreters (spawn, or a fork server
+    not started yet)                           -> serial: they take ~0.1 s to start
     otherwise                                  -> process: CPU-bound work on every core
 
 An input without ``len()`` has no estimate of the rest: only the per-item cost decides. The
@@ -32,7 +36,7 @@ from concurrent.futures import Future
 
 from parmap._adapters import Adapter, settle
 from parmap._cpus import default_workers
-from parmap._launch import can_fork_now
+from parmap._launch import can_fork_now, default_start_method
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
 
@@ -43,19 +47,47 @@ log = logging.getLogger("parmap")
 PROBE_SECONDS = 0.002  # run items in the caller at least this long before choosing
 MIN_ITEM_SECONDS = 5e-6  # below this, pickling an item and its result costs more than the item
 SERIAL_BELOW = 0.03  # estimated seconds of work left under which no pool pays for itself
+# ... and under which no process pool does when its workers are fresh interpreters, which take
+# ~0.1 s to start (a spawned one imports the caller's main module): 2 workers must save that twice.
+FRESH_BELOW = 0.2
 IO_RATIO = 0.35  # CPU seconds per wall second below which items mostly wait
 SHORT = 4  # items per process worker up to which an input gets a head start
 
 
-def choose(per_item: float, cpu_ratio: float, remaining: int | None) -> str:
-    """The mode for the rest of a map, from what the probe measured."""
+def choose(per_item: float, cpu_ratio: float, remaining: int | None, *, fresh: bool = False) -> str:
+    """The mode for the rest of a map, from what the probe measured.
+
+    ``fresh``: a process pool's workers would start as fresh interpreters (see
+    :func:`fresh_workers`).
+    """
     if remaining == 0:
         return "serial"
     if per_item < MIN_ITEM_SECONDS:
         return "serial"
-    if remaining is not None and per_item * remaining < SERIAL_BELOW:
+    work = None if remaining is None else per_item * remaining
+    if work is not None and work < SERIAL_BELOW:
         return "serial"
-    return "thread" if cpu_ratio < IO_RATIO else "process"
+    if cpu_ratio < IO_RATIO:
+        return "thread"
+    if fresh and work is not None and work < FRESH_BELOW:
+        return "serial"
+    return "process"
+
+
+def fresh_workers() -> bool:
+    """Whether a process pool started now would wait ~0.1 s for each worker's interpreter.
+
+    Not when its workers fork from this process, or from a fork server already running.
+    """
+    method = default_start_method()
+    if method == "fork" or can_fork_now():
+        return False
+    if method == "forkserver":
+        from multiprocessing import forkserver  # noqa: PLC0415 - POSIX only
+
+        server = getattr(forkserver, "_forkserver", None)  # (private: no public way to ask)
+        return getattr(server, "_forkserver_pid", None) is None
+    return True
 
 
 class AutoAdapter(Adapter):
@@ -223,7 +255,9 @@ class AutoAdapter(Adapter):
     def _choose(self) -> None:
         per_item = self._wall / max(1, self._items)
         remaining = None if self._total is None else max(0, self._total - self._items)
-        self.chosen = choose(per_item, self._cpu / self._wall if self._wall else 1.0, remaining)
+        cpu_ratio = self._cpu / self._wall if self._wall else 1.0
+        fresh = self._early is None and fresh_workers()
+        self.chosen = choose(per_item, cpu_ratio, remaining, fresh=fresh)
         log.debug(
             "parmap: mode='auto' chose %r after %d items (%.3g s each, %.0f%% CPU, %s left)",
             self.chosen,

@@ -14,7 +14,8 @@ import helpers
 import pytest
 
 from parmap import pmap
-from parmap._auto import MIN_ITEM_SECONDS, SERIAL_BELOW, choose
+from parmap._auto import FRESH_BELOW, MIN_ITEM_SECONDS, SERIAL_BELOW, choose, fresh_workers
+from parmap._launch import ENV_START_METHOD
 
 
 def spin(ms: float) -> int:
@@ -46,6 +47,13 @@ def test_decision_table() -> None:
     assert choose(1e-3, 1.0, 1_000) == "process"
     assert choose(1e-3, 0.1, 1_000) == "thread"
     assert choose(1e-3, 1.0, None) == "process"
+    # Workers that start as fresh interpreters (~0.1 s) need more work to pay for themselves.
+    enough_for_forked = int(FRESH_BELOW / 1e-3) - 1
+    assert choose(1e-3, 1.0, enough_for_forked) == "process"
+    assert choose(1e-3, 1.0, enough_for_forked, fresh=True) == "serial"
+    assert choose(1e-3, 1.0, int(FRESH_BELOW / 1e-3) + 1, fresh=True) == "process"
+    assert choose(1e-3, 0.1, enough_for_forked, fresh=True) == "thread"  # threads start at once
+    assert choose(1e-3, 1.0, None, fresh=True) == "process"  # no estimate: the per-item cost decides
 
 
 def test_one_item_runs_in_the_caller(caplog: pytest.LogCaptureFixture) -> None:
@@ -66,10 +74,24 @@ def test_trivial_stream_stays_serial(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.mark.process
 def test_cpu_bound_items_go_to_processes(caplog: pytest.LogCaptureFixture) -> None:
-    pids = pmap(spin, [3.0] * 40, mode="auto", workers=2)
+    # 0.3 s of work: enough for a process pool under any start method (see the next test).
+    pids = pmap(spin, [3.0] * 100, mode="auto", workers=2)
     assert _chosen(caplog) == ["'process'"]
     assert pids[0] == os.getpid()  # the probe
     assert len(set(pids) - {os.getpid()}) == 2
+
+
+def test_a_little_cpu_work_stays_serial_where_workers_start_slowly(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ~0.1 s of CPU work: worth two forked workers, not two spawned interpreters (~0.1 s each).
+    monkeypatch.setenv(ENV_START_METHOD, "spawn")
+    assert fresh_workers()
+    pids = pmap(spin, [3.0] * 35, mode="auto", workers=2)
+    assert _chosen(caplog) == ["'serial'"]
+    assert set(pids) == {os.getpid()}
+    monkeypatch.setenv(ENV_START_METHOD, "fork")
+    assert not fresh_workers()
 
 
 def test_waiting_items_go_to_threads(caplog: pytest.LogCaptureFixture) -> None:
