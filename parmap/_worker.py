@@ -330,12 +330,15 @@ def _end_without_teardown() -> None:
     and the standard streams are flushed. Not when ``fn`` left a thread of its own running:
     the normal exit waits for those.
     """
+    # (Private, in every Python this supports; without them, the normal exit.)
+    finalize = getattr(multiprocessing.util, "_exit_function", None)  # what _bootstrap runs
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # what the interpreter's exit runs
+    if finalize is None or run_exit_handlers is None:
+        return
     if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
         return
-    finalize = getattr(multiprocessing.util, "_exit_function", None)  # what _bootstrap runs
-    if finalize is not None:
-        finalize()
-    atexit._run_exitfuncs()  # noqa: SLF001 - what the interpreter's exit runs first
+    finalize()
+    run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             if stream is not None:
