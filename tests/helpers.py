@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -259,6 +261,21 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 def thread_env(_: object) -> dict[str, str | None]:
     """The thread-pool variables as a worker sees them."""
     return {var: os.environ.get(var) for var in THREAD_VARS}
+
+
+def run_script(
+    script: Path, *args: object, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with this interpreter from its own folder; its output is captured as text."""
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+        cwd=script.parent,
+    )
 
 
 def no_fork_first_env() -> dict[str, str]:

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -180,15 +179,7 @@ def test_workers_that_cannot_start_fail_fast_without_respawning(tmp_path: Path) 
         "except WorkerDiedError as exc:\n"
         "    print('WorkerDiedError', round(time.monotonic() - started, 1), exc)\n"
     )
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=helpers.no_fork_first_env(),
-        cwd=tmp_path,
-    )
+    result = helpers.run_script(script, env=helpers.no_fork_first_env())
     assert result.returncode == 0, result.stderr
     assert "WorkerDiedError" in result.stdout
     assert re.search(r"failed to start \(exit code \d+\)", result.stdout), result.stdout
@@ -231,16 +222,9 @@ def test_a_spawned_worker_still_exits_cleanly(tmp_path: Path) -> None:
     script.write_text(SPAWNED_END)
     out = tmp_path / "out"
     out.mkdir()
-    result = subprocess.run(
-        [sys.executable, str(script), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        # (buffered output: PYTHONUNBUFFERED would make every print a write of its own)
-        env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, ENV_START_METHOD: "spawn"},
-        cwd=tmp_path,
-    )
+    # (buffered output: PYTHONUNBUFFERED would make every print a write of its own)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, ENV_START_METHOD: "spawn"}
+    result = helpers.run_script(script, out, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     first, second = report["pids"]
@@ -275,15 +259,7 @@ def test_a_map_does_not_wait_for_a_worker_still_starting(tmp_path: Path) -> None
         pytest.skip("fork does not import the main module in workers")
     script = tmp_path / "slow_start.py"
     script.write_text(SLOW_SECOND_START)
-    result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=helpers.no_fork_first_env(),
-        cwd=tmp_path,
-    )
+    result = helpers.run_script(script, tmp_path, env=helpers.no_fork_first_env(), timeout=120)
     assert result.returncode == 0, result.stderr
     seconds, children = result.stdout.split(maxsplit=1)
     assert float(seconds) < 15, result.stdout
@@ -322,9 +298,7 @@ if __name__ == "__main__":
 def test_a_worker_that_cannot_be_started_fails_its_chunks_and_the_pool_recovers(tmp_path: Path) -> None:
     script = tmp_path / "out_of_descriptors.py"
     script.write_text(OUT_OF_DESCRIPTORS)
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
-    )
+    result = helpers.run_script(script)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["warm"] == [1]
@@ -387,14 +361,7 @@ def test_single_threaded_caller_forks_its_first_workers(tmp_path: Path) -> None:
     script = tmp_path / "fork_first.py"
     script.write_text(FORK_FIRST_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PARMAP_START_METHOD"}
-    result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "counter")],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        env=env,
-    )
+    result = helpers.run_script(script, tmp_path / "counter", env=env, timeout=90)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["forked"] == [out["me"]] * 6
@@ -420,8 +387,6 @@ def test_module_functions_travel_without_cloudpickle(tmp_path: Path) -> None:
     # (~0.6 ms of a fresh script's first map); a lambda still goes through cloudpickle.
     script = tmp_path / "plain.py"
     script.write_text(NO_CLOUDPICKLE)
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = helpers.run_script(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
