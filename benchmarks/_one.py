@@ -20,6 +20,8 @@ import hashlib
 import inspect
 import json
 import math
+import multiprocessing
+import os
 import resource
 import sys
 import time
@@ -39,6 +41,8 @@ import _tasks  # noqa: E402 - sys.path above
 from workloads import GCD_PAIRS, list_files  # type: ignore[import-not-found]  # noqa: E402
 
 Consume = Callable[[Iterable[Any]], Any]
+# Set by run.py --start-method: the start method of the process pools that can choose one.
+START_METHOD_ENV = "PARMAP_BENCH_START_METHOD"
 
 
 # --- the workloads -----------------------------------------------------------------------------
@@ -205,6 +209,8 @@ def _mpire(job: Job, consume: Consume, _stack: ExitStack) -> Callable[[], Any]:
     if isinstance(items, list) and items and isinstance(items[0], (tuple, list, dict)):
         items = [(x,) for x in items]  # mpire unpacks tuples into arguments: pass them whole
     options: dict[str, Any] = {"start_method": "threading"} if job.threads else {}
+    if not job.threads and os.environ.get(START_METHOD_ENV):
+        options["start_method"] = os.environ[START_METHOD_ENV]
 
     def run() -> Any:
         with WorkerPool(n_jobs=job.workers, **options) as pool:
@@ -380,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=100, help="maps through the reused pool (pmap-pool)")
     parser.add_argument("--probe-auto", action="store_true")
     args = parser.parse_args(argv)
+    if os.environ.get(START_METHOD_ENV):  # run.py --start-method: the stdlib pools' default too
+        multiprocessing.set_start_method(os.environ[START_METHOD_ENV], force=True)
     if args.probe_auto:
         line = probe_auto()
     elif args.tool is None or args.workload is None:

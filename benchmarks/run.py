@@ -11,6 +11,7 @@ Run from the repository root (POSIX)::
     .venv/bin/python benchmarks/run.py                     # about 7 minutes on 2 cores
     .venv/bin/python benchmarks/run.py --quick             # CI: under a minute; fails only on wrong results
     .venv/bin/python benchmarks/run.py --only tiny stream --repeat 5
+    .venv/bin/python benchmarks/run.py --start-method spawn --only tiny startup   # as on macOS
     .venv/bin/python benchmarks/run.py --report benchmarks/results/X.json --plot docs/img/speedup.svg
 
 The full run writes ``benchmarks/results/<date>-<label>-<N>cores.md`` and ``.json``.
@@ -48,6 +49,8 @@ from workloads import list_files  # type: ignore[import-not-found]  # noqa: E402
 PEERS = ("joblib", "mpire", "loky", "pebble")
 STDLIB_POOLS = ("pool-map", "pool-imap", "ppe")
 IO_THREADS = 32
+START_METHOD_ENV = "PARMAP_START_METHOD"  # pmap's own
+BENCH_START_METHOD_ENV = "PARMAP_BENCH_START_METHOD"  # _one.py's, for the other process pools
 REUSED_POOL_CALLS = {False: 100, True: 20}
 
 
@@ -411,6 +414,8 @@ def _git_state() -> str:
 
 
 def _parmap_start_method() -> str:
+    if os.environ.get(START_METHOD_ENV):
+        return os.environ[START_METHOD_ENV]
     try:
         from parmap import _launch  # noqa: PLC0415 - private, may move
     except ImportError:
@@ -519,6 +524,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--note", default="", help="a remark for the header, e.g. 'machine busy'")
     parser.add_argument(
+        "--start-method",
+        choices=multiprocessing.get_all_start_methods(),
+        default=None,
+        help="for pmap, multiprocessing.Pool, ProcessPoolExecutor and mpire (default: each one's own)",
+    )
+    parser.add_argument(
         "--plot", type=Path, default=None, help="also write an SVG bar chart of the speedups here"
     )
     parser.add_argument(
@@ -539,6 +550,9 @@ def _failed(records: list[dict[str, Any]]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Measure (or load), print the report, write the files; 1 if any tool failed or was wrong."""
     args = _parse(argv)
+    if args.start_method:  # the children inherit it: pmap through its variable, the rest in _one.py
+        os.environ[START_METHOD_ENV] = os.environ[BENCH_START_METHOD_ENV] = args.start_method
+        multiprocessing.set_start_method(args.start_method, force=True)  # (for the header)
     if args.report is not None:
         data = json.loads(args.report.read_text(encoding="utf-8"))
     else:
