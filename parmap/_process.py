@@ -460,14 +460,15 @@ class ProcessAdapter(Adapter):
             settle(task.future, exc=WorkerDiedError(why))
 
     def _spawn(self, ctx: Any) -> None:
-        forked = ctx.get_start_method() == "fork"
+        method = ctx.get_start_method()
+        forked = method == "fork"
         if forked and self._fork_progress is not None:
             progress: Any = self._fork_progress
         else:
             if self._progress is None:
                 self._progress = self._ctx.RawArray("q", 3 * 2 * self._max)
             progress = self._progress
-        if ctx.get_start_method() == "forkserver":
+        if method == "forkserver":
             preload_in_fork_server()  # (only on first use: ~1 ms of imports a forking pool never needs)
         parent, child = ctx.Pipe(duplex=True)
         slot = self._free_slots.pop()
@@ -482,7 +483,7 @@ class ProcessAdapter(Adapter):
                 "inherited": inherited,
                 "thread_caps": self._thread_caps,
                 "shared": shared,
-                "spawned": ctx.get_start_method() == "spawn",
+                "spawned": method == "spawn",
             },
             name="parmap-worker",
             daemon=True,
