@@ -42,15 +42,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "examples")]
 
-from _one import TOOLS, WORKLOADS, Tool, Workload  # noqa: E402 - sys.path above
+from _one import START_METHOD_ENV as BENCH_START_METHOD_ENV  # noqa: E402 - sys.path above
+from _one import TOOLS, WORKLOADS, Tool, Workload  # noqa: E402
 from _svg import bar_chart  # noqa: E402
 from workloads import list_files  # type: ignore[import-not-found]  # noqa: E402
 
 PEERS = ("joblib", "mpire", "loky", "pebble")
 STDLIB_POOLS = ("pool-map", "pool-imap", "ppe")
 IO_THREADS = 32
-START_METHOD_ENV = "PARMAP_START_METHOD"  # pmap's own
-BENCH_START_METHOD_ENV = "PARMAP_BENCH_START_METHOD"  # _one.py's, for the other process pools
+PARMAP_START_METHOD_ENV = "PARMAP_START_METHOD"  # pmap's own (BENCH_...: the other pools')
 REUSED_POOL_CALLS = {False: 100, True: 20}
 
 
@@ -414,8 +414,8 @@ def _git_state() -> str:
 
 
 def _parmap_start_method() -> str:
-    if os.environ.get(START_METHOD_ENV):
-        return os.environ[START_METHOD_ENV]
+    if os.environ.get(PARMAP_START_METHOD_ENV):
+        return os.environ[PARMAP_START_METHOD_ENV]
     try:
         from parmap import _launch  # noqa: PLC0415 - private, may move
     except ImportError:
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure (or load), print the report, write the files; 1 if any tool failed or was wrong."""
     args = _parse(argv)
     if args.start_method:  # the children inherit it: pmap through its variable, the rest in _one.py
-        os.environ[START_METHOD_ENV] = os.environ[BENCH_START_METHOD_ENV] = args.start_method
+        os.environ[PARMAP_START_METHOD_ENV] = os.environ[BENCH_START_METHOD_ENV] = args.start_method
         multiprocessing.set_start_method(args.start_method, force=True)  # (for the header)
     if args.report is not None:
         data = json.loads(args.report.read_text(encoding="utf-8"))
