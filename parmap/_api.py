@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
@@ -16,7 +17,8 @@ else:  # importing typing_extensions costs ~8 ms
 
 from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
 from parmap._auto import AutoAdapter
-from parmap._driver import drive, input_length
+from parmap._driver import Use, drive, input_length
+from parmap._launch import default_start_method
 from parmap._process import ProcessAdapter
 from parmap._progress import check_progress, progress_bar
 from parmap._registry import BUILTIN_MODES, find_adapter, known_modes
@@ -41,10 +43,63 @@ def _positive(name: str, value: object) -> None:
         raise ValueError(msg)
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def _callable(name: str, value: object, *, optional: bool = True) -> None:
     if not callable(value) and not (optional and value is None):
         msg = f"{name} must be callable{' or None' if optional else ''}, got {value!r}"
         raise TypeError(msg)
+
+
+def _initargs(value: Any) -> tuple[Any, ...]:
+    """``initargs`` as a tuple; a TypeError naming it if it is no sequence of arguments.
+
+    A string is refused too: ``initargs="db"`` would call ``initializer("d", "b")``.
+    """
+    if isinstance(value, tuple):
+        return value
+    why = "a string is not a sequence of arguments"
+    if not isinstance(value, str | bytes | bytearray):
+        try:
+            args = iter(value)
+        except TypeError as exc:
+            why = str(exc)
+        else:
+            return tuple(args)
+    msg = (
+        f"initargs must be a tuple (or list) of arguments for the initializer, got {_short(value)} "
+        f"({type(value).__name__}): {why}; for one argument write initargs=(value,)"
+    )
+    raise TypeError(msg)
+
+
+def _check_lock(lock: object) -> None:
+    """``lock``: True, False, None or a lock object (``with parmap.lock():`` must work)."""
+    if lock is True or lock is False or lock is None:
+        return
+    kind = type(lock)
+    if not (hasattr(kind, "__enter__") and hasattr(kind, "__exit__")):
+        msg = (
+            f"lock must be True, False, None or a lock object (usable in a with statement), "
+            f"got {_short(lock)} ({kind.__name__})"
+        )
+        raise TypeError(msg)
+
+
+def _timeout(timeout: object) -> float | None:
+    """``timeout`` in float seconds: one too large for a float is no limit (``inf``), like ``inf``."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:  # (NaN too)
+        msg = f"timeout must be a positive number of seconds or None, got {_short(timeout)}"
+        raise ValueError(msg)
+    try:
+        return float(timeout)
+    except OverflowError:  # an int past 1.8e308 seconds
+        return math.inf
 
 
 def _builtin(mode: str, workers: int | None, max_tasks: int | None) -> Adapter:
@@ -66,8 +121,8 @@ def _adapter_for(
     *,
     items: Iterable[Any] = (),
     pool_only: bool = False,
-) -> tuple[Adapter, bool]:
-    """The adapter for ``mode`` and whether this call owns it (starts and shuts it down).
+) -> tuple[Adapter, Use]:
+    """The adapter for ``mode`` and how this call uses it (see :data:`parmap._driver.Use`).
 
     ``pool_only``: the call has options that only a pool's workers honour (an initializer, a
     lock, a timeout), so ``"auto"`` must not run items in the caller: it is ``"process"``.
@@ -78,7 +133,7 @@ def _adapter_for(
         else:
             auto = AutoAdapter(lambda chosen: _builtin(chosen, workers, None), workers)
             auto.expect(input_length(items))
-            return auto, True
+            return auto, "own"
     if max_tasks is not None and mode not in ("thread", "process"):
         msg = (
             f"max_tasks_per_worker={max_tasks!r} needs mode='thread' or mode='process' "
@@ -89,11 +144,11 @@ def _adapter_for(
         if workers is not None:
             msg = f"workers={workers!r} cannot be combined with an adapter instance: give it to the adapter"
             raise ValueError(msg)
-        return mode, not mode.running
+        return mode, "claim"
     if isinstance(mode, Executor):
-        return ExecutorAdapter(mode, workers), False
+        return ExecutorAdapter(mode, workers), "borrow"
     if mode in BUILTIN_MODES:
-        return _builtin(mode, workers, max_tasks), True
+        return _builtin(mode, workers, max_tasks), "own"
     factory = find_adapter(mode) if isinstance(mode, str) else None
     if factory is None:
         msg = (
@@ -101,7 +156,7 @@ def _adapter_for(
             f"concurrent.futures.Executor, got {mode!r}"
         )
         raise ValueError(msg)
-    return factory(workers), True
+    return factory(workers), "own"
 
 
 class Options(TypedDict, total=False):
@@ -313,13 +368,18 @@ def pmap(
     if on_error not in ON_ERROR:
         msg = f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, got {on_error!r}"
         raise ValueError(msg)
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
-    ):
-        msg = f"timeout must be a positive number of seconds or None, got {timeout!r}"
-        raise ValueError(msg)
+    timeout = _timeout(timeout)
+    initargs = _initargs(initargs)
+    _check_lock(lock)
+    if isinstance(mode, str) and mode in ("process", "auto") and not in_worker_process():
+        default_start_method()  # a bad PARMAP_START_METHOD: refused before any item runs
     pool_only = initializer is not None or lock not in (None, False) or timeout is not None
-    adapter, owned = _adapter_for(mode, workers, max_tasks_per_worker, items=items, pool_only=pool_only)
+    try:
+        source = iter(items)  # now: input that cannot be read starts no worker
+    except TypeError as exc:
+        msg = f"items must be iterable, got {_short(items)} ({type(items).__name__}): {exc}"
+        raise TypeError(msg) from exc
+    adapter, use = _adapter_for(mode, workers, max_tasks_per_worker, items=items, pool_only=pool_only)
     if timeout is not None and not adapter.supports_timeout:
         msg = (
             f"timeout={timeout!r} cannot be enforced by {type(adapter).__name__}, which cannot interrupt fn: "
@@ -346,7 +406,8 @@ def pmap(
         items,
         chunksize=chunksize,
         ordered=ordered,
-        owned=owned,
+        use=use,
+        source=source,
         fixed_input=fixed,
         eager=not lazy,
     )

@@ -30,14 +30,21 @@ import reprlib
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from itertools import islice
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from parmap._adapters import Adapter
 from parmap._chunking import ChunkSizer
+from parmap._claims import claim, release
 from parmap._errors import InitializerError, RemoteTraceback
 from parmap._task import Chunk, ChunkResult, Job, SharedItems
 
-__all__ = ["drive", "input_length"]
+__all__ = ["Use", "drive", "input_length"]
+
+#: How a map uses its adapter. "own": parmap made it for this map, which alone uses it: the map
+#: gives it the one-call hints (expect, share_input, drain), starts it and shuts it down.
+#: "claim": the caller's adapter instance: started for the map if it is not running, and shut
+#: down by the last map that claimed it (see _claims.py). "borrow": used as it is (an executor).
+Use = Literal["own", "claim", "borrow"]
 
 log = logging.getLogger("parmap")
 _repr = reprlib.Repr()
@@ -128,7 +135,7 @@ class _Map:
         budgeted: bool = False,
     ) -> None:
         self.adapter = adapter
-        self.owned = owned  # the map started the adapter, and alone submits to it
+        self.owned = owned  # the map started the adapter (others may share it: see _claims.py)
         self.job = job
         self.sizer = sizer
         self.shared = shared  # the input, when the adapter's workers read chunks from their copy
@@ -300,7 +307,8 @@ def drive(
     *,
     chunksize: int | None,
     ordered: bool,
-    owned: bool,
+    use: Use,
+    source: Iterator[Any] | None = None,
     fixed_input: bool = False,
     eager: bool = False,
 ) -> Generator[tuple[int, list[Any]], None, None]:
@@ -311,47 +319,68 @@ def drive(
     item's exception stands in its place; otherwise the first failing item in delivery order
     ends the map: the values before it are yielded, then its exception is raised. Once a
     failure is seen, no more input is read and (in order) the chunks after it are cancelled.
-    ``owned``: the driver starts the adapter and shuts it down on every way out.
+    ``use``: whether the driver starts the adapter and shuts it down on every way out (see
+    :data:`Use`). ``source``: ``iter(items)``, when the caller made it already.
     ``fixed_input``: nothing can change ``items`` before the map ends (no caller code runs
     meanwhile), so an adapter whose workers get a copy of a list, tuple or range may read
     the chunks from there. ``eager``: the caller keeps every result (a list is returned), so
     memory need not be bounded by chunks that wait for earlier ones.
     """
     total = input_length(items)
-    shared = _start(adapter, items, total, chunksize, fixed_input=fixed_input) if owned else None
-    source = iter(items)
-    # Workers that hold the input are sent positions, not items: a chunk too large costs them
-    # nothing to receive, and they stop it at its time budget. So sizes need no ramp.
-    budgeted = shared is not None and chunksize is None
-    sizer = ChunkSizer(
-        workers=adapter.workers,
-        target=adapter.chunk_seconds,
-        fixed=chunksize,
-        total=total,
-        limit=adapter.max_chunk,
-        budgeted=budgeted,
-    )
-    state = _Map(adapter, job, sizer, shared, eager=eager, owned=owned, budgeted=budgeted)
-    window = 2 * adapter.workers
-    keep_going = job.keep_going
-    exhausted = clean = False
+    source = iter(items) if source is None else source  # first: bad input starts no worker
+    started: list[Sequence[Any] | None] = []  # what _start gave, if this map started the adapter
+
+    def start() -> None:
+        started.append(_start(adapter, items, total, chunksize, fixed_input=fixed_input))
+
+    if use == "claim":
+        claim(adapter, start)  # (an instance that is not running: this map starts it)
+    state: _Map | None = None
+    clean = False
     try:
-        while True:
-            exhausted = exhausted or not state.fill(source, window)
-            if not state.slots:
-                break
-            seq, slot = state.absorb(*state.done.get())
-            if slot is None:
-                continue
-            if slot.failed and not keep_going:
-                exhausted = True  # the map ends at this failure: read no more input
-                if ordered:
-                    state.drop_after(seq)
-            for ready in state.deliverable(seq, slot, ordered=ordered):
-                yield from _deliver(ready, keep_going=keep_going)
+        if use == "own":
+            start()
+        shared = started[0] if started else None
+        # Workers that hold the input are sent positions, not items: a chunk too large costs them
+        # nothing to receive, and they stop it at its time budget. So sizes need no ramp.
+        budgeted = shared is not None and chunksize is None
+        sizer = ChunkSizer(
+            workers=adapter.workers,
+            target=adapter.chunk_seconds,
+            fixed=chunksize,
+            total=total,
+            limit=adapter.max_chunk,
+            budgeted=budgeted,
+        )
+        state = _Map(adapter, job, sizer, shared, eager=eager, owned=bool(started), budgeted=budgeted)
+        yield from _run(state, source, ordered=ordered)
         clean = True
     finally:
-        for future in state.owners:
+        for future in state.owners if state is not None else ():
             future.cancel()
-        if owned:
+        if use == "own":
             adapter.shutdown(wait=clean, cancel=not clean)
+        elif use == "claim":
+            release(adapter, clean=clean)
+
+
+def _run(
+    state: _Map, source: Iterator[Any], *, ordered: bool
+) -> Generator[tuple[int, list[Any]], None, None]:
+    """The map's loop: keep the window full, take results as they finish, deliver them."""
+    window = 2 * state.adapter.workers
+    keep_going = state.job.keep_going
+    exhausted = False
+    while True:
+        exhausted = exhausted or not state.fill(source, window)
+        if not state.slots:
+            return
+        seq, slot = state.absorb(*state.done.get())
+        if slot is None:
+            continue
+        if slot.failed and not keep_going:
+            exhausted = True  # the map ends at this failure: read no more input
+            if ordered:
+                state.drop_after(seq)
+        for ready in state.deliverable(seq, slot, ordered=ordered):
+            yield from _deliver(ready, keep_going=keep_going)

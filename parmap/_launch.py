@@ -1,4 +1,4 @@
-"""How worker processes start (start method, fork server preload) and how their ends read."""
+"""How worker processes start (start method, fork server preload), stop, and how their ends read."""
 
 from __future__ import annotations
 
@@ -8,17 +8,28 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable
+from multiprocessing.connection import wait
+from typing import Any
 
 __all__ = [
     "ENV_START_METHOD",
+    "STOP_GRACE",
+    "await_exit",
     "can_fork_now",
     "default_start_method",
     "describe_exit",
     "preload_in_fork_server",
+    "stop_processes",
 ]
 
 ENV_START_METHOD = "PARMAP_START_METHOD"
 _LINGER = 0.005  # seconds
+#: Seconds a worker process has to end once told to stop (or sent SIGTERM) before it is killed.
+#: Its work is done by then: only something of fn's keeps it (a non-daemon thread, a child that
+#: holds its pipes, SIGTERM ignored).
+STOP_GRACE = 1.0
+_EXIT_POLL = 0.05  # seconds between looks at a process whose end its sentinel may not show
 _PRELOAD = ("parmap._worker", "cloudpickle")  # what every worker needs: imported once, by the server
 
 
@@ -44,9 +55,17 @@ def can_fork_now() -> bool:
 
 
 def default_start_method() -> str:
-    """``PARMAP_START_METHOD`` if set, else forkserver where available (not macOS), else spawn."""
+    """``PARMAP_START_METHOD`` if set, else forkserver where available (not macOS), else spawn.
+
+    Raises:
+        ValueError: ``PARMAP_START_METHOD`` names no start method of this platform.
+    """
     env = os.environ.get(ENV_START_METHOD, "").strip()
     if env:
+        known = multiprocessing.get_all_start_methods()
+        if env not in known:
+            msg = f"{ENV_START_METHOD} must be one of {', '.join(known)} (or unset), got {env!r}"
+            raise ValueError(msg)
         return env
     if sys.platform != "darwin" and "forkserver" in multiprocessing.get_all_start_methods():
         return "forkserver"
@@ -76,3 +95,35 @@ def describe_exit(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exit code {exitcode}"
+
+
+def await_exit(procs: Iterable[Any], deadline: float) -> list[Any]:
+    """Wait until each ``multiprocessing.Process`` has ended, or until ``deadline``; those still running.
+
+    A process's sentinel (a pipe it holds) shows its end at once, unless a child it forked
+    holds the pipe too: its exit code is looked at every few ms as well, so that never hangs.
+    """
+    left = [p for p in procs if p.exitcode is None]
+    while left:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        wait([p.sentinel for p in left], min(remaining, _EXIT_POLL))
+        left = [p for p in left if p.exitcode is None]
+    return left
+
+
+def stop_processes(procs: Iterable[Any]) -> list[Any]:
+    """End processes: SIGTERM to all, SIGKILL to those still running after ``STOP_GRACE``.
+
+    All at once, so the wait is one grace period however many there are. Returns the ones that
+    had to be killed (they ignored or blocked SIGTERM), for the caller to say so.
+    """
+    running = [p for p in procs if p.exitcode is None]
+    for p in running:
+        p.terminate()
+    deaf = await_exit(running, time.monotonic() + STOP_GRACE)
+    for p in deaf:
+        p.kill()
+    await_exit(deaf, time.monotonic() + STOP_GRACE)  # SIGKILL cannot be ignored: only a moment
+    return deaf

@@ -33,6 +33,7 @@ from it is fast. ``PARMAP_START_METHOD`` or ``start_method=`` chooses another.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import logging
@@ -40,6 +41,7 @@ import mmap
 import multiprocessing
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -50,23 +52,50 @@ from typing import Any
 from parmap._adapters import Adapter, picklable_lock, settle
 from parmap._cpus import default_workers
 from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, WorkerDiedError
-from parmap._launch import can_fork_now, default_start_method, describe_exit, preload_in_fork_server
+from parmap._launch import (
+    STOP_GRACE,
+    await_exit,
+    can_fork_now,
+    default_start_method,
+    describe_exit,
+    preload_in_fork_server,
+    stop_processes,
+)
+from parmap._oslock import HAS_RECORD_LOCKS, ProcessLock, make_pool_lock
 from parmap._serialize import dumps, loads
 from parmap._stopwatch import Stopwatch, poll_interval
 from parmap._task import Chunk, ChunkResult, Job, SharedItems, describe_exception, dump_items
 from parmap._threadcaps import capped_environ, thread_caps
-from parmap._worker import INHERITED_LOCK, READY, STOP, process_worker
+from parmap._worker import INHERITED_LOCK, LINGER, READY, STOP, process_worker
 
 __all__ = ["ProcessAdapter", "default_start_method"]
 
 log = logging.getLogger("parmap")
 
-_JOIN_SECONDS = 2.0
+# How often the collector looks at the exit codes of busy or stopping workers: a child that fn
+# forked holds copies of its worker's pipes, so a worker's end may never show on them.
+_LIVENESS_SECONDS = 0.5
+
+_running_pools: weakref.WeakSet[ProcessAdapter] = weakref.WeakSet()
+_exit_hook = threading.Lock()  # registers _end_pools_at_exit once
 
 
 def _exiting() -> bool:
     """True once the interpreter shuts down (its main thread has finished)."""
     return not threading.main_thread().is_alive()
+
+
+def _end_pools_at_exit() -> None:
+    """Stop every pool still running (a lazy map never finished) when the interpreter exits.
+
+    Registered after multiprocessing's own exit hook, so it runs first: that one sends SIGTERM
+    to daemonic children and then joins them without a limit, for ever if a worker ignores it.
+    """
+    for pool in list(_running_pools):
+        try:
+            pool.shutdown(wait=False, cancel=True)
+        except Exception:  # noqa: PERF203 - one pool's failure must not keep the others running
+            log.exception("parmap: could not stop a process pool at exit")
 
 
 class _Task:
@@ -88,11 +117,13 @@ class _Task:
 class _Worker:
     __slots__ = (
         "conn",
+        "deadline",
         "done",
         "early",
         "inherits",
         "jobs",
         "marks",
+        "note",
         "proc",
         "ready",
         "slot",
@@ -116,8 +147,12 @@ class _Worker:
         self.ready = False  # said "ready": it started
         self.stopping = False
         self.task: _Task | None = None
-        self.timed_out: int | None = None  # position of the item it was killed for, past its timeout
+        # (position, count) of its marks when it was killed past its timeout: count 0 means it
+        # had run its items and was sending their results
+        self.timed_out: tuple[int, int] | None = None
         self.done = 0  # items it has run, for max_tasks_per_worker
+        self.deadline: float | None = None  # told to stop: killed if still running then
+        self.note = ""  # what the worker said of itself as it left (threads fn left running)
 
     @property
     def accepts(self) -> bool:
@@ -266,9 +301,13 @@ class ProcessAdapter(Adapter):
         # Each worker records which item it runs, so a death or a hang names that item.
         # Twice the slots of the workers: a retiring worker keeps its slot until it has exited.
         self._free_slots = list(range(2 * self._max))
-        # A one-call map makes a process lock (~1 ms, and a resource tracker) only if it asked.
-        needs_lock = self._lock_given is not None or self._lock_wanted or not self._one_call
-        self._shared_lock = (self._lock_given or self._ctx.Lock()) if needs_lock else None
+        # A record lock costs a temporary file (~0.1 ms): every pool has one, so that a map that
+        # shares a one-call pool (see _claims.py) can ask for it too. A multiprocessing lock (no
+        # fcntl: Windows) costs ~1 ms and a resource tracker: a one-call map makes one only if asked.
+        needs_lock = (
+            self._lock_given is not None or self._lock_wanted or not self._one_call or HAS_RECORD_LOCKS
+        )
+        self._shared_lock = (self._lock_given or make_pool_lock(self._ctx)) if needs_lock else None
         self._closing = self._killing = self._draining = self._started = False
         self._failed_starts = 0
         self._thread_caps = thread_caps(self._max)
@@ -281,6 +320,11 @@ class ProcessAdapter(Adapter):
                 self._spawn(fork)
         self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
         self._collector.start()
+        with _exit_hook:
+            if not _running_pools:  # (unregister first: one registration, however many starts)
+                atexit.unregister(_end_pools_at_exit)
+                atexit.register(_end_pools_at_exit)
+            _running_pools.add(self)
 
     # -- caller's thread ------------------------------------------------------------------
 
@@ -305,10 +349,15 @@ class ProcessAdapter(Adapter):
                 return task.future
             self._unsettled.add(task.future)
             task.future.add_done_callback(self._unsettled.discard)
+            # Behind the chunks queued before it: an idle worker takes the oldest.
+            self._pending.append(task)
             idle = next((w for w in self._pool if w.accepts and w.task is None and not w.stopping), None)
-            if idle is None or not self._send(idle, task):
-                self._pending.append(task)
+            if idle is not None:
+                self._feed(idle)
+            if self._pending:
                 self._grow()
+            if task.job.timeout:
+                self._wake()  # a collector waiting without a limit must start timing it
         return task.future
 
     def drain(self) -> None:
@@ -333,7 +382,8 @@ class ProcessAdapter(Adapter):
 
         With ``wait`` (and no ``cancel``), queued and running chunks finish first, then each
         worker is told to exit and joined. With ``cancel`` or without ``wait``, unfinished
-        chunks are cancelled and the workers terminated at once.
+        chunks are cancelled and the workers terminated at once. Either way, a worker still
+        running ``STOP_GRACE`` seconds after it was told to end is killed (and a warning logged).
         """
         if self._collector is None:
             return
@@ -345,7 +395,6 @@ class ProcessAdapter(Adapter):
                 self._pending.clear()
                 for w in self._pool:
                     w.task = None
-                    w.proc.terminate()
             else:
                 doomed = []
                 self._stop_idle_workers()
@@ -355,12 +404,21 @@ class ProcessAdapter(Adapter):
         for task in doomed:
             task.future.cancel()
         self._stop_collector()
-        for w in self._pool:  # left only if terminated above, or if the collector failed
-            if w.proc.exitcode is None:
-                w.proc.terminate()
+        # Left only when cancelled, or if the collector failed: all of them at once, so that
+        # workers deaf to SIGTERM cost one grace period, not one each.
+        deaf = stop_processes([w.proc for w in self._pool])
+        if deaf:
+            pids = ", ".join(str(p.pid) for p in deaf)
+            log.warning("parmap: worker processes (pid %s) ignored SIGTERM and were killed", pids)
+        for w in self._pool:
             self._reap(w)
         self._pool.clear()
+        if isinstance(self._shared_lock, ProcessLock) and self._shared_lock is not self._lock_given:
+            self._shared_lock.close()
         self._fork_progress = self._progress = self._shared_lock = self._shared = None
+        self._one_call, self._expected = False, None  # the hints were for that map only
+        with _exit_hook:
+            _running_pools.discard(self)
 
     # -- always under self._lock ----------------------------------------------------------
 
@@ -375,7 +433,9 @@ class ProcessAdapter(Adapter):
                 # Still starting (a spawned interpreter: tens of ms) with nothing left to run:
                 # end it now rather than wait for its start to stop it.
                 w.stopping = True
+                w.deadline = time.monotonic() + STOP_GRACE
                 w.proc.terminate()
+                self._poke()
 
     def _send(self, worker: _Worker, task: _Task) -> bool:
         """Hand ``task`` to an idle worker; False if the pipe is broken (the worker is dying)."""
@@ -427,14 +487,22 @@ class ProcessAdapter(Adapter):
 
     def _stop_worker(self, worker: _Worker) -> None:
         worker.stopping = True
+        worker.deadline = time.monotonic() + STOP_GRACE
         with contextlib.suppress(OSError):  # already gone: its sentinel will say so
             worker.conn.send_bytes(STOP)
+        self._poke()
+
+    def _poke(self) -> None:
+        """Off the collector thread: wake it, so that its next wait counts a new deadline."""
+        if threading.current_thread() is not self._collector:
+            self._wake()
 
     def _grow(self) -> None:
         """Start a worker if queued chunks outnumber the workers already starting."""
         if _exiting():
             return  # multiprocessing ends our (daemonic) workers at exit: start no new ones
-        starting = sum(1 for w in self._pool if not w.ready)
+        # (starting and idle: each takes a queued chunk once it is up)
+        starting = sum(1 for w in self._pool if not w.ready and w.task is None and not w.stopping)
         live = sum(1 for w in self._pool if not w.stopping)
         if self._draining and live:
             return  # re-runs at the end of a map wait for a live worker rather than a new one
@@ -444,6 +512,8 @@ class ProcessAdapter(Adapter):
             except Exception as exc:  # noqa: BLE001 - out of processes, descriptors or memory
                 self._cannot_spawn(exc, live=live)
                 return
+            if self._pool[-1].early:  # forked: it takes the oldest queued chunk now
+                self._feed(self._pool[-1])
             self._wake()
 
     def _cannot_spawn(self, exc: Exception, *, live: int) -> None:
@@ -510,26 +580,9 @@ class ProcessAdapter(Adapter):
     # -- collector thread -----------------------------------------------------------------
 
     def _collect(self) -> None:
-        assert self._wake_r is not None
         try:
-            while True:
-                with self._lock:
-                    if self._collector is None or _exiting():
-                        return  # at interpreter exit, multiprocessing itself ends daemonic workers
-                    by_conn = {w.conn: w for w in self._pool}
-                    by_sentinel = {w.proc.sentinel: w for w in self._pool}
-                    timeouts = [w.task.job.timeout for w in self._pool if w.task and w.task.job.timeout]
-                ready = wait([self._wake_r, *by_conn, *by_sentinel], poll_interval(timeouts))
-                if timeouts:
-                    self._kill_overdue()
-                for obj in ready:
-                    if obj is self._wake_r:
-                        while self._wake_r.poll():
-                            self._wake_r.recv_bytes()
-                    elif obj in by_conn:
-                        self._read(by_conn[obj])
-                    else:
-                        self._gone(by_sentinel[obj])
+            while self._collect_once():
+                pass
         except BaseException as exc:
             log.exception("parmap: the process collector thread failed; failing all chunks")
             with self._lock:
@@ -540,19 +593,79 @@ class ProcessAdapter(Adapter):
             for future in unsettled:
                 settle(future, exc=WorkerDiedError(self._broken))
 
+    def _collect_once(self) -> bool:
+        """Wait for the next event of any worker (or a deadline), and act on it; False: stop."""
+        assert self._wake_r is not None
+        with self._lock:
+            if self._collector is None or _exiting():
+                return False  # at interpreter exit, _end_pools_at_exit ends the workers
+            by_conn = {w.conn: w for w in self._pool}
+            by_sentinel = {w.proc.sentinel: w for w in self._pool}
+            timeouts = [w.task.job.timeout for w in self._pool if w.task and w.task.job.timeout]
+            deadlines = [w.deadline for w in self._pool if w.deadline is not None]
+            watched = any(w.task is not None or w.stopping for w in self._pool)
+        limits = [poll_interval(timeouts) or 0.0] if timeouts else []
+        if deadlines:
+            limits.append(max(0.0, min(deadlines) - time.monotonic()))
+        if watched:
+            limits.append(_LIVENESS_SECONDS)
+        ready = wait([self._wake_r, *by_conn, *by_sentinel], min(limits, default=None))
+        if timeouts:
+            self._kill_overdue()
+        for obj in ready:
+            if obj is self._wake_r:
+                while self._wake_r.poll():
+                    self._wake_r.recv_bytes()
+            elif obj in by_conn:
+                self._read(by_conn[obj])
+            else:
+                self._gone(by_sentinel[obj])
+        if watched:
+            self._check_ends()
+        return True
+
     def _kill_overdue(self) -> None:
-        """Kill each worker whose current item has run past its call's timeout."""
+        """Kill each worker whose current item (or the sending of its results) is past the timeout."""
         now = time.monotonic()
         with self._lock:
             for w in self._pool:
                 task = w.task
                 if task is None or not task.job.timeout or w.timed_out is not None:
                     continue
-                mark = (w.marks[0], w.marks[1])
+                mark = (w.marks[0], w.marks[1], w.marks[2])
                 running = mark[0] == task.chunk_id and mark[1] >= 0
                 if running and self._stopwatch.overdue(w.slot, mark, task.job.timeout, now):
-                    w.timed_out = mark[1]
+                    w.timed_out = (mark[1], mark[2])
                     w.proc.kill()  # SIGKILL: a stuck item may ignore or block SIGTERM
+
+    def _check_ends(self) -> None:
+        """Workers that ended unseen (a child fn forked holds their pipes) or outstayed a stop."""
+        now = time.monotonic()
+        with self._lock:
+            pool = list(self._pool)
+        for w in pool:
+            if w.proc.exitcode is not None:
+                if not wait([w.proc.sentinel], 0):  # else the next wait reports it as usual
+                    log.warning(
+                        "parmap: worker process (pid %s) ended, but a process that fn started in it "
+                        "still holds its pipes (fn forked a child that outlives it)",
+                        w.proc.pid,
+                    )
+                    self._gone(w)
+            elif w.deadline is not None and now >= w.deadline:
+                w.deadline = None
+                why = w.note or (
+                    "fn may have left a non-daemon thread or a child process running in it, "
+                    "or made it ignore SIGTERM"
+                )
+                log.warning(
+                    "parmap: worker process (pid %s) was still running %g s after it was told to stop "
+                    "(%s); killed it",
+                    w.proc.pid,
+                    STOP_GRACE,
+                    why,
+                )
+                w.proc.kill()
 
     def _read(self, worker: _Worker) -> None:
         if worker not in self._pool:
@@ -561,6 +674,9 @@ class ProcessAdapter(Adapter):
             data = worker.conn.recv_bytes()
         except (EOFError, OSError):
             self._gone(worker)
+            return
+        if data.startswith(LINGER):  # its last words: what keeps it from exiting
+            worker.note = data[len(LINGER) :].decode(errors="replace")
             return
         self._handle(worker, data)
 
@@ -626,7 +742,7 @@ class ProcessAdapter(Adapter):
                 self._handle(worker, worker.conn.recv_bytes())
         except (EOFError, OSError):
             pass
-        worker.proc.join(_JOIN_SECONDS)
+        await_exit([worker.proc], time.monotonic() + STOP_GRACE)  # (its end showed: a moment at most)
         pid = worker.proc.pid
         how = describe_exit(worker.proc.exitcode)
         with self._lock:
@@ -668,11 +784,26 @@ class ProcessAdapter(Adapter):
     def _death_error(self, worker: _Worker, task: _Task, pid: int | None, how: str) -> ParmapError:
         """What the end of ``worker`` means for the item it ran: a timeout or a death."""
         if worker.timed_out is not None:
-            error: ParmapError = ItemTimeoutError(
-                f"item {task.start + worker.timed_out} ran longer than timeout={task.job.timeout:g} s; "
-                f"its worker process (pid {pid}) was killed and replaced"
+            pos, count = worker.timed_out
+            if count:
+                error: ParmapError = ItemTimeoutError(
+                    f"item {task.start + pos} ran longer than timeout={task.job.timeout:g} s; "
+                    f"its worker process (pid {pid}) was killed and replaced"
+                )
+                error.position = pos
+                return error
+            # It had run items 0 .. pos - 1 and was pickling and sending their results: whose
+            # result was slow to pickle? Run them one at a time to find out (see the driver).
+            last = task.start + pos - 1
+            what = f"the result of item {last}" if pos == 1 else f"the results of items {task.start}..{last}"
+            error = ItemTimeoutError(
+                f"{what} took longer than timeout={task.job.timeout:g} s to pickle and send; "
+                f"the worker process (pid {pid}) was killed and replaced"
             )
-            error.position = worker.timed_out
+            if pos == 1:
+                error.position = 0
+            else:
+                error.span = (0, pos)
             return error
         lo, hi = self._running_items(worker, task)
         first, last = task.start + lo, task.start + hi - 1
@@ -692,10 +823,11 @@ class ProcessAdapter(Adapter):
             return None
         return lo, min(task.size, lo + count)
 
-    def _ran_all(self, worker: _Worker, task: _Task) -> bool:
-        """Whether, per its marks, ``worker`` ran the last items of ``task`` (it came back complete)."""
-        marked = self._marked(worker, task)
-        return marked is not None and marked[1] == task.size
+    @staticmethod
+    def _ran_all(worker: _Worker, task: _Task) -> bool:
+        """Whether, per its marks, ``worker`` ran every item of ``task`` (it comes back complete)."""
+        marks = worker.marks
+        return marks[0] == task.chunk_id and marks[2] == 0 and marks[1] == task.size
 
     def _running_items(self, worker: _Worker, task: _Task) -> tuple[int, int]:
         """The items ``worker`` was running when it died (all of ``task`` if its marks do not say)."""
@@ -717,11 +849,12 @@ class ProcessAdapter(Adapter):
 
     @staticmethod
     def _reap(worker: _Worker) -> None:
+        """Wait (a grace period at most) for a worker that has ended or was told to; close it."""
         proc = worker.proc
-        proc.join(_JOIN_SECONDS)
-        if proc.exitcode is None:
+        if await_exit([proc], time.monotonic() + STOP_GRACE):
             proc.kill()
-            proc.join()
+            if await_exit([proc], time.monotonic() + STOP_GRACE):  # in the kernel: leave it
+                log.warning("parmap: worker process (pid %s) could not be stopped", proc.pid)
         worker.conn.close()
-        if not _exiting():  # multiprocessing's exit hook still joins the process object
+        if proc.exitcode is not None and not _exiting():  # multiprocessing's exit hook joins it
             proc.close()

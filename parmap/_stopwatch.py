@@ -10,7 +10,10 @@ __all__ = ["Stopwatch", "poll_interval"]
 def poll_interval(timeouts: Iterable[float]) -> float | None:
     """How often to look at the marks: a tenth of the shortest timeout, within [5 ms, 250 ms]."""
     shortest = min(timeouts, default=None)
-    return None if shortest is None else min(0.25, max(0.005, shortest / 10))
+    if shortest is None:
+        return None
+    # Compared before dividing: an int too large for a float (10**400) cannot be divided.
+    return 0.25 if shortest >= 2.5 else max(0.005, shortest / 10)
 
 
 class Stopwatch:
@@ -24,7 +27,7 @@ class Stopwatch:
         self._seen: dict[Hashable, tuple[Hashable, float]] = {}
 
     def overdue(self, worker: Hashable, mark: Hashable, timeout: float, now: float) -> bool:
-        """True when ``worker`` has shown ``mark`` for longer than ``timeout`` seconds."""
+        """True when ``worker`` has shown ``mark`` for longer than ``timeout`` seconds (inf: never)."""
         seen = self._seen.get(worker)
         if seen is None or seen[0] != mark:
             self._seen[worker] = (mark, now)

@@ -40,10 +40,21 @@ from parmap._threadcaps import apply_in_worker
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-__all__ = ["INHERITED_LOCK", "in_worker_process", "lock", "process_worker", "run_chunk"]
+__all__ = [
+    "INHERITED_LOCK",
+    "LINGER",
+    "READY",
+    "STOP",
+    "in_worker_process",
+    "lock",
+    "process_worker",
+    "run_chunk",
+]
 
 READY = b"ready"
 STOP = b"stop"
+#: A stopping worker's last frame when threads that fn started keep it from exiting: their names.
+LINGER = b"linger:"
 #: ``Job.lock`` value meaning "the lock this worker process received when it was started".
 INHERITED_LOCK = "parmap:inherited-lock"
 
@@ -137,7 +148,8 @@ def run_chunk(
             user's Ctrl-C and must propagate rather than count as the item's failure.
         progress: where to record which items run (``progress[slot]``: the position of the
             first, ``progress[slot + 1]``: how many; 1 for a slow item, and always with a
-            timeout), so that the caller can name the item if the worker dies or hangs.
+            timeout), so that the caller can name the item if the worker dies or hangs. Once
+            the items have run: the count of items run, and 0.
         slot: this worker's index in ``progress``.
 
     Returns:
@@ -189,6 +201,9 @@ def _run_items(
             break
         if not job.timeout and block < _MAX_BLOCK and now - began < _BLOCK_SECONDS:
             block *= 2
+    # Count 0: every item that will run has run; its results are being handed over (pickled
+    # and sent, in a process), which a timeout bounds too, but for no item in particular.
+    progress[slot], progress[slot + 1] = len(values), 0
     return ChunkResult(values, failed, time.perf_counter() - started)
 
 
@@ -295,8 +310,21 @@ def process_worker(
     _exit_with_caller(conn)
     conn.send_bytes(READY)
     _serve(conn, marks, slot, shared)
+    _say_what_lingers(conn)
     if spawned:
         _end_without_teardown()
+
+
+def _say_what_lingers(conn: Connection) -> None:
+    """Tell the caller which threads of fn's keep this worker from exiting (the exit waits for them).
+
+    The caller kills a worker that has not exited a grace period after it was told to stop;
+    this is what its warning then names.
+    """
+    lingering = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+    if lingering:
+        with contextlib.suppress(OSError, ValueError):  # the caller is gone: nobody to tell
+            conn.send_bytes(LINGER + f"fn left non-daemon threads running: {', '.join(lingering)}".encode())
 
 
 def _serve(conn: Connection, marks: Any, slot: int, shared: Sequence[Any] | None) -> None:

@@ -203,16 +203,26 @@ def fault(item: tuple[str, int]) -> Any:
     return x
 
 
-def increment_file(path: str, pause: float = 0.002, *, use_lock: bool = True) -> int:
-    """Read a counter from a file, wait a little, write it back plus one: a race without a lock."""
+def increment_file(path: str, pause: float = 0.002, *, use_lock: bool = True, in_step: Any = None) -> int:
+    """Read a counter from a file, wait a little, write it back plus one: a race without a lock.
+
+    ``in_step``: a barrier of two parties (a ``threading.Barrier``, or a ``Manager().Barrier``
+    for processes) that makes the race certain: two writers both read the counter before either
+    writes (each pair of calls so loses exactly one increment), and both have written before
+    either reads again. Items run in pairs, on exactly two workers.
+    """
     import parmap  # noqa: PLC0415
 
     def bump() -> int:
         with open(path) as f:  # noqa: PTH123
             value = int(f.read() or 0)
+        if in_step is not None:
+            in_step.wait(30)  # both have read ...
         time.sleep(pause)
         with open(path, "w") as f:  # noqa: PTH123
             f.write(str(value + 1))
+        if in_step is not None:
+            in_step.wait(30)  # ... both have written: neither reads a half-written file
         return value + 1
 
     if not use_lock:

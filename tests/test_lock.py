@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import helpers
 import pytest
@@ -33,15 +36,28 @@ def test_sixty_increments_under_the_lock_count_sixty(mode: str, tmp_path: Path) 
     assert sorted(results) == list(range(1, 61))
 
 
+@contextlib.contextmanager
+def two_party_barrier(mode: str) -> Iterator[Any]:
+    """A barrier of two parties that the workers of ``mode`` share, whatever the start method."""
+    if mode == "thread":
+        yield threading.Barrier(2)
+        return
+    with multiprocessing.get_context(default_start_method()).Manager() as manager:
+        yield manager.Barrier(2)
+
+
 @pytest.mark.parametrize("mode", ["thread", pytest.param("process", marks=pytest.mark.process)])
 def test_without_the_lock_increments_are_lost(mode: str, tmp_path: Path) -> None:
-    # The control experiment: the same workload without the lock races (what docs/locks.md shows).
+    # The control experiment (what docs/locks.md shows): the same workload without the lock loses
+    # increments. Left to chance, the two workers once happened not to race ("assert 60 != 60"):
+    # here they run each pair of items in step, both reading the counter before either writes,
+    # so each pair loses exactly one increment.
     path = counter(tmp_path)
-    fn = functools.partial(helpers.increment_file, str(path), use_lock=False)
-    pmap(fn, [0.01] * 60, mode=mode, workers=2, chunksize=1)
-    # Increments are lost, and two writers can even interleave their digits ("20" then "9" makes
-    # "90"): any count but 60.
-    assert int(path.read_text() or 0) != 60
+    with two_party_barrier(mode) as in_step:
+        fn = functools.partial(helpers.increment_file, str(path), use_lock=False, in_step=in_step)
+        results = pmap(fn, [0.0] * 20, mode=mode, workers=2, chunksize=1)
+    assert path.read_text() == "10"
+    assert sorted(results) == sorted([*range(1, 11)] * 2)  # each pair of writers wrote the same count
 
 
 def test_lock_outside_a_locked_map_is_a_clear_error() -> None:
