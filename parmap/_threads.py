@@ -226,7 +226,10 @@ class ThreadAdapter(Adapter):
                 me.run += 1
                 me.task = task  # last: the watchdog reads the task first, then run and mark
                 # Marks only serve timeouts here (a thread cannot die): without one, none.
-                result = run_chunk(job, chunk, progress=me.mark if limit else None)
+                try:
+                    result = run_chunk(job, chunk, progress=me.mark if limit else None)
+                except BaseException as exc:  # noqa: BLE001 - GeneratorExit from fn: the chunk fails, not the thread
+                    result = ChunkResult(error=exc)  # (a thread gone would leave its future pending)
                 done += len(result.values)  # a chunk stopped at a failure counts the items it ran
                 with self._lock:
                     me.task = None

@@ -35,6 +35,17 @@ TESTS = Path(__file__).parent
 pytestmark = pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _warm_every_start_method() -> None:
+    """Start the fork server (a per-interpreter service) before any test's leak baseline.
+
+    The session starts only the default start method's services; these tests use all three.
+    """
+    for method in METHODS:
+        with ProcessAdapter(1, start_method=method) as pool:
+            pmap(abs, [1], mode=pool, lock=True)
+
+
 def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage()]
 
