@@ -223,6 +223,7 @@ class ProcessAdapter(Adapter):
         self._killing = False  # workers are being terminated: deaths are expected
         self._started = False  # a worker has said "ready": workers can start
         self._failed_starts = 0  # workers that died before their "ready", since the last "ready"
+        self._next_look = 0.0  # when the collector next looks at exit codes (see _check_ends)
         self._broken: str | None = None  # why the collector thread failed: no chunk can run
         # Every chunk not settled yet, wherever it is (queued, running, being reported): if the
         # collector fails half-way through a report, none may be left waiting forever.
@@ -604,11 +605,11 @@ class ProcessAdapter(Adapter):
             timeouts = [w.task.job.timeout for w in self._pool if w.task and w.task.job.timeout]
             deadlines = [w.deadline for w in self._pool if w.deadline is not None]
             watched = any(w.task is not None or w.stopping for w in self._pool)
+        # Exit codes are looked at every _LIVENESS_SECONDS, and at each stop deadline.
+        look = min([self._next_look, *deadlines]) if watched else None
         limits = [poll_interval(timeouts) or 0.0] if timeouts else []
-        if deadlines:
-            limits.append(max(0.0, min(deadlines) - time.monotonic()))
-        if watched:
-            limits.append(_LIVENESS_SECONDS)
+        if look is not None:
+            limits.append(max(0.0, look - time.monotonic()))
         ready = wait([self._wake_r, *by_conn, *by_sentinel], min(limits, default=None))
         if timeouts:
             self._kill_overdue()
@@ -620,7 +621,7 @@ class ProcessAdapter(Adapter):
                 self._read(by_conn[obj])
             else:
                 self._gone(by_sentinel[obj])
-        if watched:
+        if look is not None and time.monotonic() >= look:
             self._check_ends()
         return True
 
@@ -641,6 +642,7 @@ class ProcessAdapter(Adapter):
     def _check_ends(self) -> None:
         """Workers that ended unseen (a child fn forked holds their pipes) or outstayed a stop."""
         now = time.monotonic()
+        self._next_look = now + _LIVENESS_SECONDS
         with self._lock:
             pool = list(self._pool)
         for w in pool:

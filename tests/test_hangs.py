@@ -13,8 +13,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -166,14 +164,7 @@ def test_the_interpreter_exits_with_a_lazy_map_pending_on_deaf_workers(method: s
     script = tmp_path / "pending.py"
     script.write_text(textwrap.dedent(EXIT_SCRIPT))
     env = {k: v for k, v in os.environ.items() if k != "PARMAP_START_METHOD"}
-    result = subprocess.run(  # (the timeout only turns a hang into a failure)
-        [sys.executable, str(script), method, str(TESTS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    result = helpers.run_script(script, method, TESTS, env=env)  # (its timeout makes a hang a failure)
     assert result.returncode == 0, result.stderr
     for pid in json.loads(result.stdout):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
