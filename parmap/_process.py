@@ -749,19 +749,21 @@ class ProcessAdapter(Adapter):
         how = describe_exit(worker.proc.exitcode)
         with self._lock:
             self._pool.remove(worker)
-            self._free_slots.append(worker.slot)
             task, worker.task = worker.task, None
             if task is not None and not worker.ready and not self._killing:
                 self._pending.appendleft(task)  # sent before the worker started: it never ran
                 task = None
+            # Read its marks before its slot goes to a successor (a forked one writes at once).
+            error = None if task is None else self._death_error(worker, task, pid, how)
+            self._free_slots.append(worker.slot)
             failed_start = not worker.ready and not worker.stopping and not self._killing
             doomed = self._replace(failed_start=failed_start)
             self._lock.notify_all()
         self._reap(worker)
         if worker.stopping and task is None:
             return
-        if task is not None:
-            settle(task.future, exc=self._death_error(worker, task, pid, how))
+        if task is not None and error is not None:
+            settle(task.future, exc=error)
         for t in doomed:
             msg = (
                 f"a worker process (pid {pid}) failed to start ({how}); its error is on stderr. "
