@@ -50,7 +50,7 @@ from multiprocessing.synchronize import SemLock
 from typing import Any
 
 from parmap._adapters import Adapter, picklable_lock, settle
-from parmap._cpus import default_workers
+from parmap._cpus import available_cpus, default_workers
 from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, WorkerDiedError
 from parmap._launch import (
     STOP_GRACE,
@@ -75,6 +75,9 @@ log = logging.getLogger("parmap")
 # How often the collector looks at the exit codes of busy or stopping workers: a child that fn
 # forked holds copies of its worker's pipes, so a worker's end may never show on them.
 _LIVENESS_SECONDS = 0.5
+#: The most worker processes one pool runs at once, whatever ``workers`` says: a slot of
+#: progress marks is reserved per process at start, so ``workers=10**9`` must not reserve 10**9.
+MOST_PROCESSES = 4096
 
 _running_pools: weakref.WeakSet[ProcessAdapter] = weakref.WeakSet()
 _exit_hook = threading.Lock()  # registers _end_pools_at_exit once
@@ -164,10 +167,11 @@ class ProcessAdapter(Adapter):
     """Runs chunks in worker processes that it starts, watches and replaces.
 
     Args:
-        workers: the most processes to run at once; default: the CPUs this process may use
-            (``PARMAP_WORKERS`` overrides). Processes start on demand, so a short input starts
-            only as many as it needs; but a pool that forks its workers from a single-threaded
-            caller on Linux starts them all at once (see :meth:`start`).
+        workers: the most processes to run at once (4096 at most, whatever the value);
+            default: the CPUs this process may use (``PARMAP_WORKERS`` overrides). Processes
+            start on demand, so a short input starts only as many as it needs; but a pool that
+            forks its workers from a single-threaded caller on Linux starts them all at once
+            (see :meth:`start`).
         start_method: ``"forkserver"``, ``"spawn"`` or ``"fork"``; default: see
             :func:`default_start_method`.
         lock: a ``multiprocessing`` lock for ``parmap.lock()`` in this pool's workers; by
@@ -189,6 +193,8 @@ class ProcessAdapter(Adapter):
         max_tasks_per_worker: int | None = None,
     ) -> None:
         self._max = workers or default_workers("process")
+        self._at_once = min(self._max, MOST_PROCESSES)
+        self._slots = 0  # progress-mark slots, two per worker that may run at once (see start)
         self._fork_first = start_method is None  # see start()
         self._fork_now: bool | None = None  # decided early by share_input()
         self._shared: Any = None  # the one-call map's input, which forked workers hold
@@ -301,7 +307,10 @@ class ProcessAdapter(Adapter):
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         # Each worker records which item it runs, so a death or a hang names that item.
         # Twice the slots of the workers: a retiring worker keeps its slot until it has exited.
-        self._free_slots = list(range(2 * self._max))
+        # A one-call map of a few chunks needs few (multiprocessing keeps the memory for reuse).
+        needed = max(self._expected or self._at_once, available_cpus())
+        self._slots = 2 * min(self._at_once, needed)
+        self._free_slots = list(range(self._slots))
         # A record lock costs a temporary file (~0.1 ms): every pool has one, so that a map that
         # shares a one-call pool (see _claims.py) can ask for it too. A multiprocessing lock (no
         # fcntl: Windows) costs ~1 ms and a resource tracker: a one-call map makes one only if asked.
@@ -315,9 +324,9 @@ class ProcessAdapter(Adapter):
         fork_now = self._fork_first and (can_fork_now() if self._fork_now is None else self._fork_now)
         self._fork_now = None
         if fork_now:
-            self._fork_progress = mmap.mmap(-1, 8 * 3 * 2 * self._max)
+            self._fork_progress = mmap.mmap(-1, 8 * 3 * self._slots)
             fork = multiprocessing.get_context("fork")
-            for _ in range(min(self._max, self._expected or self._max)):
+            for _ in range(min(self._at_once, self._expected or self._at_once)):
                 self._spawn(fork)
         self._collector = threading.Thread(target=self._collect, name="parmap-collector", daemon=True)
         self._collector.start()
@@ -507,7 +516,7 @@ class ProcessAdapter(Adapter):
         live = sum(1 for w in self._pool if not w.stopping)
         if self._draining and live:
             return  # re-runs at the end of a map wait for a live worker rather than a new one
-        if len(self._pending) > starting and live < self._max and self._free_slots:
+        if len(self._pending) > starting and live < self._at_once and self._free_slots:
             try:
                 self._spawn(self._ctx)
             except Exception as exc:  # noqa: BLE001 - out of processes, descriptors or memory
@@ -537,7 +546,7 @@ class ProcessAdapter(Adapter):
             progress: Any = self._fork_progress
         else:
             if self._progress is None:
-                self._progress = self._ctx.RawArray("q", 3 * 2 * self._max)
+                self._progress = self._ctx.RawArray("q", 3 * self._slots)
             progress = self._progress
         if method == "forkserver":
             preload_in_fork_server()  # (only on first use: ~1 ms of imports a forking pool never needs)

@@ -118,6 +118,13 @@ def test_a_timeout_beyond_any_float_is_no_limit(
     assert crashed == []
 
 
+@pytest.mark.parametrize("mode", ["thread", "auto", pytest.param("process", marks=pytest.mark.process)])
+def test_workers_beyond_any_machine_run_as_many_as_the_input_needs(mode: str) -> None:
+    # 10**400 once raised OverflowError in process mode: the pool reserved a slot per worker.
+    assert pmap(abs, [1, -2, 3], mode=mode, workers=10**400, chunksize=1) == [1, 2, 3]
+    assert ProcessAdapter(10**400).workers == 10**400
+
+
 @pytest.mark.parametrize(
     ("timeout", "shows"),
     [
