@@ -230,6 +230,7 @@ class ProcessAdapter(Adapter):
         self._started = False  # a worker has said "ready": workers can start
         self._failed_starts = 0  # workers that died before their "ready", since the last "ready"
         self._next_look = 0.0  # when the collector next looks at exit codes (see _check_ends)
+        self._blind = False  # the collector waits for events only, no exit codes: idle workers
         self._broken: str | None = None  # why the collector thread failed: no chunk can run
         # Every chunk not settled yet, wherever it is (queued, running, being reported): if the
         # collector fails half-way through a report, none may be left waiting forever.
@@ -366,8 +367,11 @@ class ProcessAdapter(Adapter):
                 self._feed(idle)
             if self._pending:
                 self._grow()
-            if task.job.timeout:
-                self._wake()  # a collector waiting without a limit must start timing it
+            if task.job.timeout or (self._blind and idle is not None and idle.task is not None):
+                # A collector waiting without a limit must start timing it, and looking at
+                # the worker's exit code (a child fn forked may hold the pipes that would show it).
+                self._blind = False
+                self._wake()
         return task.future
 
     def drain(self) -> None:
@@ -614,6 +618,7 @@ class ProcessAdapter(Adapter):
             timeouts = [w.task.job.timeout for w in self._pool if w.task and w.task.job.timeout]
             deadlines = [w.deadline for w in self._pool if w.deadline is not None]
             watched = any(w.task is not None or w.stopping for w in self._pool)
+            self._blind = not watched and not timeouts  # (then submit() wakes it: see there)
         # Exit codes are looked at every _LIVENESS_SECONDS, and at each stop deadline.
         look = min([self._next_look, *deadlines]) if watched else None
         limits = [poll_interval(timeouts) or 0.0] if timeouts else []

@@ -15,6 +15,7 @@ import os
 import signal
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,6 +128,21 @@ def test_a_child_that_fn_forks_does_not_hold_the_map(method: str, children: Path
     assert "exit code 5" in str(got[1])
     assert "item 1" in str(got[1])
     assert got[2] == 2
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("method", METHODS)
+def test_a_child_that_fn_forks_does_not_hold_an_idle_pool(method: str, children: Path) -> None:
+    # The collector of an idle pool waits for events only. A chunk given to an idle worker must
+    # make it look at exit codes again: this worker's end shows in no pipe (the child holds them).
+    with ProcessAdapter(1, start_method=method) as pool:
+        assert pmap(abs, [-1], mode=pool) == [1]
+        while not pool._blind:  # noqa: SLF001 - make the race certain: the collector waits blind
+            time.sleep(0.001)
+        got = pmap(hang_fns.fork_a_child, [(0, str(children), True)], mode=pool, on_error="return")
+        assert isinstance(got[0], WorkerDiedError)
+        assert "exit code 5" in str(got[0])
+        assert pmap(abs, [-2], mode=pool) == [2]
 
 
 @pytest.mark.process
