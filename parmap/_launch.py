@@ -30,7 +30,7 @@ _LINGER = 0.005  # seconds
 #: holds its pipes, SIGTERM ignored).
 STOP_GRACE = 1.0
 _EXIT_POLL = 0.05  # seconds between looks at a process whose end its sentinel may not show
-_PRELOAD = ("parmap._worker", "cloudpickle")  # what every worker needs: imported once, by the server
+_PRELOAD = ("parmap._process_worker", "cloudpickle")  # what every worker needs: imported once, by the server
 
 
 def can_fork_now() -> bool:

@@ -62,11 +62,13 @@ from parmap._launch import (
     stop_processes,
 )
 from parmap._oslock import HAS_RECORD_LOCKS, ProcessLock, make_pool_lock
-from parmap._serialize import dumps, loads
+from parmap._process_worker import process_worker
+from parmap._serialize import loads
 from parmap._stopwatch import Stopwatch, poll_interval
 from parmap._task import Chunk, ChunkResult, Job, SharedItems, describe_exception, dump_items
 from parmap._threadcaps import capped_environ, thread_caps
-from parmap._worker import INHERITED_LOCK, LINGER, READY, STOP, process_worker
+from parmap._wire import LINGER, READY, STOP, Header, Marks
+from parmap._worker import INHERITED_LOCK
 
 __all__ = ["ProcessAdapter", "default_start_method"]
 
@@ -136,7 +138,7 @@ class _Worker:
     )
 
     def __init__(
-        self, proc: Any, conn: Connection, slot: int, marks: memoryview, *, inherits: bool, early: bool
+        self, proc: Any, conn: Connection, slot: int, marks: Marks, *, inherits: bool, early: bool
     ) -> None:
         self.proc = proc
         self.conn = conn
@@ -325,7 +327,7 @@ class ProcessAdapter(Adapter):
         fork_now = self._fork_first and (can_fork_now() if self._fork_now is None else self._fork_now)
         self._fork_now = None
         if fork_now:
-            self._fork_progress = mmap.mmap(-1, 8 * 3 * self._slots)
+            self._fork_progress = mmap.mmap(-1, Marks.buffer_bytes(self._slots))
             fork = multiprocessing.get_context("fork")
             for _ in range(min(self._at_once, self._expected or self._at_once)):
                 self._spawn(fork)
@@ -475,9 +477,8 @@ class ProcessAdapter(Adapter):
                 return True
         shared = task.size if task.items is None else -1
         try:
-            worker.conn.send_bytes(
-                dumps((task.chunk_id, task.start, task.job.token, job is not None, shared, task.budget))
-            )
+            header = Header(task.chunk_id, task.start, task.job.token, job is not None, shared, task.budget)
+            worker.conn.send_bytes(header.encode())
             if job is not None:
                 worker.conn.send_bytes(job)
             if task.items is not None:
@@ -550,7 +551,7 @@ class ProcessAdapter(Adapter):
             progress: Any = self._fork_progress
         else:
             if self._progress is None:
-                self._progress = self._ctx.RawArray("q", 3 * self._slots)
+                self._progress = self._ctx.RawArray("q", Marks.SIZE * self._slots)
             progress = self._progress
         if method == "forkserver":
             preload_in_fork_server()  # (only on first use: ~1 ms of imports a forking pool never needs)
@@ -584,7 +585,7 @@ class ProcessAdapter(Adapter):
             self._free_slots.append(slot)
             raise
         child.close()
-        marks = memoryview(progress).cast("B").cast("q")[3 * slot : 3 * slot + 3]
+        marks = Marks.in_buffer(progress, slot)
         self._pool.append(_Worker(proc, parent, slot, marks, inherits=shared is not None, early=forked))
 
     def _wake(self) -> None:
@@ -647,7 +648,7 @@ class ProcessAdapter(Adapter):
                 task = w.task
                 if task is None or not task.job.timeout or w.timed_out is not None:
                     continue
-                mark = (w.marks[0], w.marks[1], w.marks[2])
+                mark = w.marks.read()
                 running = mark[0] == task.chunk_id and mark[1] >= 0
                 if running and self._stopwatch.overdue(w.slot, mark, task.job.timeout, now):
                     w.timed_out = (mark[1], mark[2])
@@ -707,7 +708,7 @@ class ProcessAdapter(Adapter):
             if not self.max_chunk:  # feed it first: the result is unpickled while it runs
                 worker.task = None
                 self._next(worker)
-                if self._draining and task is not None and self._ran_all(worker, task):
+                if self._draining and task is not None and worker.marks.ran_all(task.chunk_id, task.size):
                     self._retire_if_idle(worker)  # now: its exit overlaps the unpickling
         if task is None:
             return
@@ -833,23 +834,9 @@ class ProcessAdapter(Adapter):
             error.span = (lo, hi)
         return error
 
-    @staticmethod
-    def _marked(worker: _Worker, task: _Task) -> tuple[int, int] | None:
-        """Positions ``lo .. hi - 1`` in ``task`` of the items ``worker`` ran last, per its marks."""
-        chunk_id, lo, count = worker.marks[0], worker.marks[1], worker.marks[2]
-        if chunk_id != task.chunk_id or not 0 <= lo < task.size or count < 1:
-            return None
-        return lo, min(task.size, lo + count)
-
-    @staticmethod
-    def _ran_all(worker: _Worker, task: _Task) -> bool:
-        """Whether, per its marks, ``worker`` ran every item of ``task`` (it comes back complete)."""
-        marks = worker.marks
-        return marks[0] == task.chunk_id and marks[2] == 0 and marks[1] == task.size
-
     def _running_items(self, worker: _Worker, task: _Task) -> tuple[int, int]:
         """The items ``worker`` was running when it died (all of ``task`` if its marks do not say)."""
-        return self._marked(worker, task) or (0, task.size)
+        return worker.marks.items(task.chunk_id, task.size) or (0, task.size)
 
     # -- shutdown helpers -----------------------------------------------------------------
 

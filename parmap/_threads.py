@@ -23,6 +23,7 @@ from parmap._cpus import default_workers
 from parmap._errors import ItemTimeoutError
 from parmap._stopwatch import Stopwatch, poll_interval
 from parmap._task import Chunk, ChunkResult, Job
+from parmap._wire import Marks
 from parmap._worker import run_chunk
 
 __all__ = ["ThreadAdapter"]
@@ -40,8 +41,10 @@ class _Worker:
     __slots__ = ("abandoned", "gone", "mark", "run", "task", "thread")
 
     def __init__(self, target: Callable[[_Worker], None]) -> None:
-        self.mark = [-1, 1]  # [position, count] of the items it runs (with a timeout): from run_chunk
-        self.run = 0  # chunks taken: tells an item from the one at the same position of the last chunk
+        # The items it runs (with a timeout), from run_chunk; their "chunk" is its count of
+        # chunks taken: it tells an item from the one at the same position of the last chunk.
+        self.mark = Marks()
+        self.run = 0
         self.task: _Task | None = None
         self.abandoned = False  # its item timed out: the thread exits once fn returns
         self.gone = threading.Event()  # the thread ended, or was abandoned: nothing left to wait for
@@ -71,12 +74,11 @@ class _Pool:
 
 def _overdue_item(stopwatch: Stopwatch, worker: _Worker, now: float) -> int | None:
     """The position of the item ``worker`` runs if it is past its timeout, else None."""
-    task = worker.task  # first: the worker sets its mark and run before its task
+    task = worker.task  # first: the worker sets its mark before its task
     limit = None if task is None else _limit(task[0])
     if limit is None:
         return None
-    run = worker.run
-    position, count = worker.mark
+    run, position, count = worker.mark.read()
     # -1: no item started yet; count 0: the items ran and their results are being handed over.
     if position < 0 or count == 0:
         return None
@@ -222,12 +224,14 @@ class ThreadAdapter(Adapter):
                 return
             if future.set_running_or_notify_cancel():
                 limit = _limit(job)
-                me.mark[:] = [-1, 1]
                 me.run += 1
-                me.task = task  # last: the watchdog reads the task first, then run and mark
+                me.mark.begin(me.run)
+                me.task = task  # last: the watchdog reads the task first, then the mark
                 # Marks only serve timeouts here (a thread cannot die): without one, none.
                 try:
-                    result = run_chunk(job, chunk, progress=me.mark if limit else None)
+                    result = run_chunk(
+                        job, chunk, progress=me.mark.cells if limit else None, slot=Marks.POSITION
+                    )
                 except BaseException as exc:  # noqa: BLE001 - GeneratorExit from fn: the chunk fails, not the thread
                     result = ChunkResult(error=exc)  # (a thread gone would leave its future pending)
                 done += len(result.values)  # a chunk stopped at a failure counts the items it ran

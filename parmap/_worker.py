@@ -1,60 +1,23 @@
-"""Code that runs inside workers: a chunk runner for every mode, and the process worker loop.
+"""Code that runs inside workers of every mode: the chunk runner and ``parmap.lock()``.
 
-``run_chunk`` runs in a worker thread, a worker process, an executor's worker or (serial mode)
-the caller's thread. ``process_worker`` is the main function of the processes that
-:class:`parmap.ProcessAdapter` owns; its wire protocol is described in ``_process.py``.
+``run_chunk`` runs in a worker thread, a worker process (see ``_process_worker.py``), an
+executor's worker or (serial mode) the caller's thread.
 """
 
 from __future__ import annotations
 
-import _thread
-import atexit
-import contextlib
 import itertools
-import multiprocessing.util
-import os
-import select
-import signal
-import socket
-import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, MutableSequence, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, MutableSequence
+from typing import Any
 
 from parmap._errors import InitializerError, LockUnavailableError, SerializationError
-from parmap._serialize import loads
-from parmap._task import (
-    Chunk,
-    ChunkResult,
-    Job,
-    describe_exception,
-    format_exception,
-    inherited_chunk,
-    rebuild_chunk,
-    restore_job,
-)
-from parmap._threadcaps import apply_in_worker
+from parmap._task import Chunk, ChunkResult, Job, format_exception
 
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
+__all__ = ["INHERITED_LOCK", "enter_worker_process", "in_worker_process", "lock", "run_chunk"]
 
-__all__ = [
-    "INHERITED_LOCK",
-    "LINGER",
-    "READY",
-    "STOP",
-    "in_worker_process",
-    "lock",
-    "process_worker",
-    "run_chunk",
-]
-
-READY = b"ready"
-STOP = b"stop"
-#: A stopping worker's last frame when threads that fn started keep it from exiting: their names.
-LINGER = b"linger:"
 #: ``Job.lock`` value meaning "the lock this worker process received when it was started".
 INHERITED_LOCK = "parmap:inherited-lock"
 
@@ -94,6 +57,13 @@ def lock() -> Any:
 def in_worker_process() -> bool:
     """True inside a process started by parmap's process adapter."""
     return _in_worker_process
+
+
+def enter_worker_process(shared_lock: Any) -> None:
+    """This process is a worker of a process pool; ``shared_lock`` is the pool's lock (or None)."""
+    global _in_worker_process, _inherited_lock  # noqa: PLW0603 - set once, when the process starts
+    _in_worker_process = True
+    _inherited_lock = shared_lock
 
 
 def _ensure_initialized(job: Job) -> None:
@@ -149,8 +119,9 @@ def run_chunk(
         progress: where to record which items run (``progress[slot]``: the position of the
             first, ``progress[slot + 1]``: how many; 1 for a slow item, and always with a
             timeout), so that the caller can name the item if the worker dies or hangs. Once
-            the items have run: the count of items run, and 0.
-        slot: this worker's index in ``progress``.
+            the items have run: the count of items run, and 0. parmap's own workers pass the
+            cells of their ``Marks`` (``_wire.py``).
+        slot: the index of the position in ``progress``.
 
     Returns:
         One value per item run, in order (an item's exception in its place, its position in
@@ -242,159 +213,3 @@ def _record(exc: BaseException, values: list[Any], failed: dict[int, str | None]
         raise exc
     failed[len(values)] = None  # the traceback text is made only if the result is pickled
     values.append(exc)
-
-
-def _exit_with_caller(conn: Connection) -> None:
-    """End this worker as soon as its caller is gone, even while ``fn`` runs (POSIX).
-
-    The worker's pipe is a socket pair: when the caller dies, its end closes and the socket
-    reads as end-of-file. A daemon thread waits for the socket to become readable and peeks;
-    data there is for the main thread (which reads it at once), end-of-file means exit.
-    """
-    if sys.platform == "win32":  # a named pipe, not a socket: the worker ends at its next read
-        return
-    sock = socket.socket(fileno=os.dup(conn.fileno()))
-
-    def watch() -> None:
-        while True:
-            select.select([sock], [], [])
-            try:
-                alive = sock.recv(1, socket.MSG_PEEK) != b""
-            except OSError:
-                alive = False
-            if not alive:
-                os._exit(1)
-            time.sleep(0.05)  # a frame waits for the main thread: give it time to take it
-
-    # Not threading.Thread: its start() waits until the new thread runs, which on a busy CPU
-    # can take milliseconds, and the first chunk waits for this worker meanwhile.
-    _thread.start_new_thread(watch, ())
-
-
-def process_worker(
-    conn: Connection,
-    progress: Any = None,
-    slot: int = 0,
-    shared_lock: Any = None,
-    *,
-    inherited: tuple[Connection | None, ...] = (),
-    thread_caps: Mapping[str, str | None] | None = None,
-    shared: Sequence[Any] | None = None,
-    spawned: bool = False,
-) -> None:
-    """Main loop of a worker process: read a chunk, run it, send its result, until told to stop.
-
-    Each chunk arrives as 1 to 3 frames: a header ``(chunk_id, start, token, has_job, size,
-    budget)``, the job payload (only the first time this worker sees the token), and the pickled items,
-    unless ``size`` is not negative: then the chunk is the ``size`` items at ``start`` of
-    ``shared``, the caller's input as it was when this worker was forked.
-    ``progress`` is shared memory where the worker records ``chunk_id`` at ``3 * slot``, and
-    the position and count of the items it runs at ``3 * slot + 1`` and ``3 * slot + 2``.
-    ``shared_lock`` is the pool's lock, which a process lock can only reach by being handed
-    over when the process starts.
-    ``inherited``: the caller's connections a forked worker got a copy of, closed here.
-    ``thread_caps``: the environment that caps numerical libraries' thread pools.
-    ``spawned``: a fresh interpreter (the spawn start method), which ends without its teardown
-    (see ``_end_without_teardown``).
-    """
-    apply_in_worker(thread_caps or {})
-    for other in inherited:
-        if other is not None:
-            other.close()
-    global _in_worker_process, _inherited_lock  # noqa: PLW0603 - set once, when the process starts
-    _in_worker_process = True
-    _inherited_lock = shared_lock
-    # Ctrl-C goes to the caller, which ends the workers; a worker must not die half-way on it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    marks = memoryview(progress).cast("B").cast("q") if progress is not None else None
-    _exit_with_caller(conn)
-    conn.send_bytes(READY)
-    _serve(conn, marks, slot, shared)
-    _say_what_lingers(conn)
-    if spawned:
-        _end_without_teardown()
-
-
-def _say_what_lingers(conn: Connection) -> None:
-    """Tell the caller which threads of fn's keep this worker from exiting (the exit waits for them).
-
-    The caller kills a worker that has not exited a grace period after it was told to stop;
-    this is what its warning then names.
-    """
-    lingering = [t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
-    if lingering:
-        with contextlib.suppress(OSError, ValueError):  # the caller is gone: nobody to tell
-            conn.send_bytes(LINGER + f"fn left non-daemon threads running: {', '.join(lingering)}".encode())
-
-
-def _serve(conn: Connection, marks: Any, slot: int, shared: Sequence[Any] | None) -> None:
-    """Run chunks as they come until told to stop, or until the caller is gone."""
-    while True:
-        try:
-            header = conn.recv_bytes()
-            if header == STOP:
-                return
-            chunk_id, start, token, has_job, size, budget = loads(header)
-            job_bytes = conn.recv_bytes() if has_job else None
-            payload = conn.recv_bytes() if size < 0 else (shared, size)
-        except (EOFError, OSError):  # the caller is gone: nothing left to do
-            return
-        if marks is not None:
-            marks[3 * slot], marks[3 * slot + 1] = chunk_id, -1
-        result = _run(token, job_bytes, start, payload, budget, marks=marks, slot=slot)
-        conn.send_bytes(result.encode(chunk_id))  # one pickle: what it can, naming what it cannot
-        # Free the chunk now, not when the next one replaces it: the next reuses its memory
-        # (each fresh page costs a fault), and a worker told to stop exits without it.
-        del result, payload, job_bytes
-
-
-def _end_without_teardown() -> None:
-    """End a spawned worker as forked and fork-server workers end: exit handlers, then ``_exit``.
-
-    A spawned interpreter's teardown after its last chunk (its modules and objects, and waking
-    this worker's watch thread) took 15-30 ms here, and the caller waits for it. What the
-    normal exit does that matters still happens: multiprocessing's finalizers (as after a
-    process's target returns), ``atexit`` handlers (``logging`` flushes its handlers there),
-    and the standard streams are flushed. Not when ``fn`` left a thread of its own running:
-    the normal exit waits for those.
-    """
-    # (Private, in every Python this supports; without them, the normal exit.)
-    finalize = getattr(multiprocessing.util, "_exit_function", None)  # what _bootstrap runs
-    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # what the interpreter's exit runs
-    if finalize is None or run_exit_handlers is None:
-        return
-    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
-        return
-    finalize()
-    run_exit_handlers()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            if stream is not None:
-                stream.flush()
-    os._exit(0)
-
-
-def _run(
-    token: str,
-    job_bytes: bytes | None,
-    start: int,
-    payload: bytes | tuple[Any, int],
-    budget: float,
-    *,
-    marks: Any,
-    slot: int,
-) -> ChunkResult:
-    try:
-        job = restore_job(token, job_bytes)
-    except Exception as exc:  # noqa: BLE001
-        msg = f"fn or the initializer could not be unpickled in the worker: {describe_exception(exc)}"
-        return ChunkResult(error=InitializerError(msg), error_tb=format_exception(exc))
-    if isinstance(payload, tuple):
-        try:
-            chunk = inherited_chunk(*payload[:1], start, payload[1])
-        except SerializationError as exc:  # an item that could not have been sent here
-            return ChunkResult(error=exc)
-    else:
-        chunk = rebuild_chunk(start, payload)
-    chunk.budget = budget
-    return run_chunk(job, chunk, progress=marks, slot=3 * slot + 1)

@@ -218,8 +218,7 @@ def test_shutdown_waits_for_an_overdue_item_only_until_it_is_abandoned() -> None
 def _timed_worker(position: int, count: int) -> _Worker:
     worker = _Worker(lambda _: None)  # (its thread is never started)
     worker.task = (Job(abs, timeout=1.0), Chunk(0, [1, 2, 3]), Future())
-    worker.run = 1
-    worker.mark[:] = [position, count]
+    worker.mark.cells[:] = [1, position, count]  # (chunk 1 of this thread)
     return worker
 
 
@@ -237,7 +236,7 @@ def test_an_item_at_the_same_position_of_the_next_chunk_gets_a_fresh_timer() -> 
     stopwatch = Stopwatch()
     worker = _timed_worker(0, 1)
     assert _overdue_item(stopwatch, worker, 0.0) is None
-    worker.run += 1  # the next chunk: its item 0 was first seen at 0.9
+    worker.mark.cells[0] += 1  # the next chunk: its item 0 was first seen at 0.9
     assert _overdue_item(stopwatch, worker, 0.9) is None
     assert _overdue_item(stopwatch, worker, 1.5) is None
     assert _overdue_item(stopwatch, worker, 2.0) == 0
