@@ -51,7 +51,7 @@ from typing import Any
 
 from parmap._adapters import Adapter, picklable_lock, settle
 from parmap._cpus import available_cpus, default_workers
-from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, WorkerDiedError
+from parmap._errors import SerializationError, WorkerDiedError
 from parmap._launch import (
     STOP_GRACE,
     await_exit,
@@ -69,6 +69,7 @@ from parmap._task import Chunk, ChunkResult, Job, SharedItems, describe_exceptio
 from parmap._threadcaps import capped_environ, thread_caps
 from parmap._wire import LINGER, READY, STOP, Header, Marks
 from parmap._worker import INHERITED_LOCK
+from parmap._workers import Phase, SentChunk, WorkerHandle
 
 __all__ = ["ProcessAdapter", "default_start_method"]
 
@@ -101,68 +102,6 @@ def _end_pools_at_exit() -> None:
             pool.shutdown(wait=False, cancel=True)
         except Exception:  # noqa: PERF203 - one pool's failure must not keep the others running
             log.exception("parmap: could not stop a process pool at exit")
-
-
-class _Task:
-    __slots__ = ("budget", "chunk_id", "future", "items", "job", "shared", "size", "start")
-
-    def __init__(
-        self, chunk_id: int, job: Job, chunk: Chunk, items: bytes | None, shared: SharedItems | None = None
-    ) -> None:
-        self.chunk_id = chunk_id
-        self.job = job
-        self.start = chunk.start
-        self.size = len(chunk.items)
-        self.budget = chunk.budget
-        self.items = items  # pickled; None while only a worker holding the input has been needed
-        self.shared = shared  # the items, in the input that workers forked from here hold
-        self.future: Future[ChunkResult] = Future()
-
-
-class _Worker:
-    __slots__ = (
-        "conn",
-        "deadline",
-        "done",
-        "early",
-        "inherits",
-        "jobs",
-        "marks",
-        "note",
-        "proc",
-        "ready",
-        "slot",
-        "stopping",
-        "task",
-        "timed_out",
-    )
-
-    def __init__(
-        self, proc: Any, conn: Connection, slot: int, marks: Marks, *, inherits: bool, early: bool
-    ) -> None:
-        self.proc = proc
-        self.conn = conn
-        self.inherits = inherits  # forked after share_input(): it holds the input
-        # Forked: it runs the worker loop at once, so a chunk may be sent before its "ready"
-        # (its only write before reading is that one short frame: neither side can block).
-        self.early = early
-        self.slot = slot  # index of its marks in the progress buffers
-        self.marks = marks  # the chunk it runs, the position and count of the items running
-        self.jobs: set[str] = set()  # tokens of the calls whose fn this worker has
-        self.ready = False  # said "ready": it started
-        self.stopping = False
-        self.task: _Task | None = None
-        # (position, count) of its marks when it was killed past its timeout: count 0 means it
-        # had run its items and was sending their results
-        self.timed_out: tuple[int, int] | None = None
-        self.done = 0  # items it has run, for max_tasks_per_worker
-        self.deadline: float | None = None  # told to stop: killed if still running then
-        self.note = ""  # what the worker said of itself as it left (threads fn left running)
-
-    @property
-    def accepts(self) -> bool:
-        """Whether a chunk may be sent to it (when idle)."""
-        return self.ready or self.early
 
 
 class ProcessAdapter(Adapter):
@@ -207,9 +146,9 @@ class ProcessAdapter(Adapter):
             known = multiprocessing.get_all_start_methods()
             msg = f"start_method must be one of {known}, got {self.start_method!r}"
             raise ValueError(msg)
-        self._lock = threading.Condition()
-        self._pool: list[_Worker] = []
-        self._pending: deque[_Task] = deque()
+        self._guard = threading.Condition()
+        self._pool: list[WorkerHandle] = []
+        self._pending: deque[SentChunk] = deque()
         self._ids = itertools.count()
         self._collector: threading.Thread | None = None
         self._wake_r: Connection | None = None
@@ -274,7 +213,7 @@ class ProcessAdapter(Adapter):
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (for tests and monitoring)."""
-        with self._lock:
+        with self._guard:
             return [w.proc.pid for w in self._pool]
 
     def expect(self, chunks: int | None) -> None:
@@ -352,8 +291,8 @@ class ProcessAdapter(Adapter):
             future: Future[ChunkResult] = Future()
             future.set_exception(exc)
             return future
-        task = _Task(next(self._ids), job, chunk, items, shared)
-        with self._lock:
+        task = SentChunk(next(self._ids), job, chunk, items, shared)
+        with self._guard:
             if self._collector is None or self._closing:
                 msg = "ProcessAdapter.submit() called when the adapter is not running"
                 raise RuntimeError(msg)
@@ -364,7 +303,7 @@ class ProcessAdapter(Adapter):
             task.future.add_done_callback(self._unsettled.discard)
             # Behind the chunks queued before it: an idle worker takes the oldest.
             self._pending.append(task)
-            idle = next((w for w in self._pool if w.accepts and w.task is None and not w.stopping), None)
+            idle = next((w for w in self._pool if w.idle), None)
             if idle is not None:
                 self._feed(idle)
             if self._pending:
@@ -387,7 +326,7 @@ class ProcessAdapter(Adapter):
         """
         if not self._one_call:
             return
-        with self._lock:
+        with self._guard:
             self._draining = True
             for w in self._pool:
                 if w.accepts:
@@ -403,7 +342,7 @@ class ProcessAdapter(Adapter):
         """
         if self._collector is None:
             return
-        with self._lock:
+        with self._guard:
             self._closing = True
             if cancel or not wait:
                 self._killing = True
@@ -416,7 +355,7 @@ class ProcessAdapter(Adapter):
                 self._stop_idle_workers()
                 collector = self._collector
                 while self._pool and collector.is_alive():  # a dead collector must not hang us
-                    self._lock.wait(0.1)
+                    self._guard.wait(0.1)
         for task in doomed:
             task.future.cancel()
         self._stop_collector()
@@ -436,24 +375,24 @@ class ProcessAdapter(Adapter):
         with _exit_hook:
             _running_pools.discard(self)
 
-    # -- always under self._lock ----------------------------------------------------------
+    # -- always under self._guard ----------------------------------------------------------
 
     def _stop_idle_workers(self) -> None:
         """Closing: stop each worker that has nothing to run (the others stop once they finish)."""
         for w in self._pool:
-            if w.task is not None or w.stopping:
+            if w.task is not None or not w.live:
                 continue
             if w.accepts:
                 self._stop_worker(w)
             elif not self._pending:
                 # Still starting (a spawned interpreter: tens of ms) with nothing left to run:
                 # end it now rather than wait for its start to stop it.
-                w.stopping = True
+                w.phase = Phase.STOPPING
                 w.deadline = time.monotonic() + STOP_GRACE
                 w.proc.terminate()
                 self._poke()
 
-    def _send(self, worker: _Worker, task: _Task) -> bool:
+    def _send(self, worker: WorkerHandle, task: SentChunk) -> bool:
         """Hand ``task`` to an idle worker; False if the pipe is broken (the worker is dying)."""
         if task.future.cancelled():
             return True  # nothing to do, and the worker stays idle for the next one
@@ -484,24 +423,24 @@ class ProcessAdapter(Adapter):
             if task.items is not None:
                 worker.conn.send_bytes(task.items)
         except (OSError, ValueError):  # its sentinel will tell the collector
-            worker.stopping = True
+            worker.phase = Phase.STOPPING
             return False
         worker.jobs.add(task.job.token)
         worker.task = task
         self._stopwatch.forget(worker.slot)
         return True
 
-    def _feed(self, worker: _Worker) -> None:
+    def _feed(self, worker: WorkerHandle) -> None:
         """Give an idle worker the next queued chunk, or tell it to exit when closing."""
-        while self._pending and worker.task is None and not worker.stopping:
+        while self._pending and worker.task is None and worker.live:
             if not self._send(worker, self._pending[0]):
                 return
             self._pending.popleft()
-        if worker.task is None and not worker.stopping and self._closing and not self._pending:
+        if worker.task is None and worker.live and self._closing and not self._pending:
             self._stop_worker(worker)
 
-    def _stop_worker(self, worker: _Worker) -> None:
-        worker.stopping = True
+    def _stop_worker(self, worker: WorkerHandle) -> None:
+        worker.phase = Phase.STOPPING
         worker.deadline = time.monotonic() + STOP_GRACE
         with contextlib.suppress(OSError):  # already gone: its sentinel will say so
             worker.conn.send_bytes(STOP)
@@ -517,8 +456,8 @@ class ProcessAdapter(Adapter):
         if _exiting():
             return  # multiprocessing ends our (daemonic) workers at exit: start no new ones
         # (starting and idle: each takes a queued chunk once it is up)
-        starting = sum(1 for w in self._pool if not w.ready and w.task is None and not w.stopping)
-        live = sum(1 for w in self._pool if not w.stopping)
+        starting = sum(1 for w in self._pool if w.phase is Phase.STARTING and w.task is None)
+        live = sum(1 for w in self._pool if w.live)
         if self._draining and live:
             return  # re-runs at the end of a map wait for a live worker rather than a new one
         if len(self._pending) > starting and live < self._at_once and self._free_slots:
@@ -586,7 +525,7 @@ class ProcessAdapter(Adapter):
             raise
         child.close()
         marks = Marks.in_buffer(progress, slot)
-        self._pool.append(_Worker(proc, parent, slot, marks, inherits=shared is not None, early=forked))
+        self._pool.append(WorkerHandle(proc, parent, slot, marks, inherits=shared is not None, early=forked))
 
     def _wake(self) -> None:
         if self._wake_w is not None:
@@ -600,25 +539,25 @@ class ProcessAdapter(Adapter):
                 pass
         except BaseException as exc:
             log.exception("parmap: the process collector thread failed; failing all chunks")
-            with self._lock:
+            with self._guard:
                 self._broken = f"parmap's process collector failed: {describe_exception(exc)}"
                 unsettled = list(self._unsettled)
                 self._pending.clear()
-                self._lock.notify_all()
+                self._guard.notify_all()
             for future in unsettled:
                 settle(future, exc=WorkerDiedError(self._broken))
 
     def _collect_once(self) -> bool:
         """Wait for the next event of any worker (or a deadline), and act on it; False: stop."""
         assert self._wake_r is not None
-        with self._lock:
+        with self._guard:
             if self._collector is None or _exiting():
                 return False  # at interpreter exit, _end_pools_at_exit ends the workers
             by_conn = {w.conn: w for w in self._pool}
             by_sentinel = {w.proc.sentinel: w for w in self._pool}
             timeouts = [w.task.job.timeout for w in self._pool if w.task and w.task.job.timeout]
             deadlines = [w.deadline for w in self._pool if w.deadline is not None]
-            watched = any(w.task is not None or w.stopping for w in self._pool)
+            watched = any(w.task is not None or not w.live for w in self._pool)
             self._blind = not watched and not timeouts  # (then submit() wakes it: see there)
         # Exit codes are looked at every _LIVENESS_SECONDS, and at each stop deadline.
         look = min([self._next_look, *deadlines]) if watched else None
@@ -643,7 +582,7 @@ class ProcessAdapter(Adapter):
     def _kill_overdue(self) -> None:
         """Kill each worker whose current item (or the sending of its results) is past the timeout."""
         now = time.monotonic()
-        with self._lock:
+        with self._guard:
             for w in self._pool:
                 task = w.task
                 if task is None or not task.job.timeout or w.timed_out is not None:
@@ -658,7 +597,7 @@ class ProcessAdapter(Adapter):
         """Workers that ended unseen (a child fn forked holds their pipes) or outstayed a stop."""
         now = time.monotonic()
         self._next_look = now + _LIVENESS_SECONDS
-        with self._lock:
+        with self._guard:
             pool = list(self._pool)
         for w in pool:
             if w.proc.exitcode is not None:
@@ -684,7 +623,7 @@ class ProcessAdapter(Adapter):
                 )
                 w.proc.kill()
 
-    def _read(self, worker: _Worker) -> None:
+    def _read(self, worker: WorkerHandle) -> None:
         if worker not in self._pool:
             return
         try:
@@ -697,18 +636,25 @@ class ProcessAdapter(Adapter):
             return
         self._handle(worker, data)
 
-    def _handle(self, worker: _Worker, data: bytes) -> None:
-        with self._lock:
-            if data == READY:
-                worker.ready = self._started = True
-                self._failed_starts = 0
-                self._feed(worker)  # unless it was sent a chunk already (see _Worker.early)
-                return
+    def _started_up(self, worker: WorkerHandle) -> None:
+        """``worker`` said "ready": workers can start; give it a chunk."""
+        with self._guard:
+            if worker.phase is Phase.STARTING:
+                worker.phase = Phase.READY
+            self._started = True
+            self._failed_starts = 0
+            self._feed(worker)  # unless it was sent a chunk already (see WorkerHandle.early)
+
+    def _handle(self, worker: WorkerHandle, data: bytes) -> None:
+        if data == READY:
+            self._started_up(worker)
+            return
+        with self._guard:
             task = worker.task
             if not self.max_chunk:  # feed it first: the result is unpickled while it runs
                 worker.task = None
                 self._next(worker)
-                if self._draining and task is not None and worker.marks.ran_all(task.chunk_id, task.size):
+                if self._draining and task is not None and worker.ran_all(task):
                     self._retire_if_idle(worker)  # now: its exit overlaps the unpickling
         if task is None:
             return
@@ -731,26 +677,26 @@ class ProcessAdapter(Adapter):
             self._retire_if_idle(worker)  # nothing of its part comes back: it may go now
         settle(task.future, result)
 
-    def _count(self, worker: _Worker, ran: int) -> None:
+    def _count(self, worker: WorkerHandle, ran: int) -> None:
         """With max_tasks_per_worker: add the items ``worker`` ran, then feed it (or retire it)."""
-        with self._lock:
+        with self._guard:
             worker.task = None
             worker.done += ran
             self._next(worker)
 
-    def _next(self, worker: _Worker) -> None:
+    def _next(self, worker: WorkerHandle) -> None:
         """A worker's chunk came back: give it the next, or start its successor if it retired."""
         self._feed(worker)
-        if worker.stopping and self._pending:
+        if not worker.live and self._pending:
             self._grow()  # it retired (max_tasks_per_worker): start its successor
 
-    def _retire_if_idle(self, worker: _Worker) -> None:
+    def _retire_if_idle(self, worker: WorkerHandle) -> None:
         """Draining: stop ``worker`` if it has nothing to run and nothing is queued."""
-        with self._lock:
-            if worker.task is None and not worker.stopping and not self._pending:
+        with self._guard:
+            if worker.task is None and worker.live and not self._pending:
                 self._stop_worker(worker)
 
-    def _gone(self, worker: _Worker) -> None:
+    def _gone(self, worker: WorkerHandle) -> None:
         """A worker's process ended: report its chunk, replace it if work is queued."""
         if worker not in self._pool:
             return
@@ -762,20 +708,20 @@ class ProcessAdapter(Adapter):
         await_exit([worker.proc], time.monotonic() + STOP_GRACE)  # (its end showed: a moment at most)
         pid = worker.proc.pid
         how = describe_exit(worker.proc.exitcode)
-        with self._lock:
+        with self._guard:
             self._pool.remove(worker)
             task, worker.task = worker.task, None
-            if task is not None and not worker.ready and not self._killing:
+            if task is not None and worker.phase is Phase.STARTING and not self._killing:
                 self._pending.appendleft(task)  # sent before the worker started: it never ran
                 task = None
             # Read its marks before its slot goes to a successor (a forked one writes at once).
-            error = None if task is None else self._death_error(worker, task, pid, how)
+            error = None if task is None else worker.death_error(task, pid, how)
             self._free_slots.append(worker.slot)
-            failed_start = not worker.ready and not worker.stopping and not self._killing
+            failed_start = worker.phase is Phase.STARTING and not self._killing
             doomed = self._replace(failed_start=failed_start)
-            self._lock.notify_all()
+            self._guard.notify_all()
         self._reap(worker)
-        if worker.stopping and task is None:
+        if not worker.live and task is None:
             return
         if task is not None and error is not None:
             settle(task.future, exc=error)
@@ -787,11 +733,11 @@ class ProcessAdapter(Adapter):
             )
             settle(t.future, exc=WorkerDiedError(msg))
 
-    def _replace(self, *, failed_start: bool) -> list[_Task]:
+    def _replace(self, *, failed_start: bool) -> list[SentChunk]:
         """After a worker's end: start another if work waits; the queued chunks, if none can start."""
         if failed_start:
             self._failed_starts += 1
-        others = any(not w.stopping for w in self._pool)  # live, or starting, workers
+        others = any(w.live for w in self._pool)  # running, or starting, workers
         if failed_start and (self._failed_starts > self._max or not (self._started or others)):
             # Workers cannot start at all: fail what waits for one, never respawn in a loop.
             doomed, self._pending = list(self._pending), deque()
@@ -800,49 +746,11 @@ class ProcessAdapter(Adapter):
             self._grow()  # (after a failed start, the others show first whether any can start)
         return []
 
-    def _death_error(self, worker: _Worker, task: _Task, pid: int | None, how: str) -> ParmapError:
-        """What the end of ``worker`` means for the item it ran: a timeout or a death."""
-        if worker.timed_out is not None:
-            pos, count = worker.timed_out
-            if count:
-                error: ParmapError = ItemTimeoutError(
-                    f"item {task.start + pos} ran longer than timeout={task.job.timeout:g} s; "
-                    f"its worker process (pid {pid}) was killed and replaced"
-                )
-                error.position = pos
-                return error
-            # It had run items 0 .. pos - 1 and was pickling and sending their results: whose
-            # result was slow to pickle? Run them one at a time to find out (see the driver).
-            last = task.start + pos - 1
-            what = f"the result of item {last}" if pos == 1 else f"the results of items {task.start}..{last}"
-            error = ItemTimeoutError(
-                f"{what} took longer than timeout={task.job.timeout:g} s to pickle and send; "
-                f"the worker process (pid {pid}) was killed and replaced"
-            )
-            if pos == 1:
-                error.position = 0
-            else:
-                error.span = (0, pos)
-            return error
-        lo, hi = self._running_items(worker, task)
-        first, last = task.start + lo, task.start + hi - 1
-        what = f"item {first}" if hi - lo == 1 else f"one of items {first}..{last}"
-        error = WorkerDiedError(f"a worker process (pid {pid}) died ({how}) while running {what}")
-        if hi - lo == 1:
-            error.position = lo
-        elif (lo, hi) != (0, task.size):
-            error.span = (lo, hi)
-        return error
-
-    def _running_items(self, worker: _Worker, task: _Task) -> tuple[int, int]:
-        """The items ``worker`` was running when it died (all of ``task`` if its marks do not say)."""
-        return worker.marks.items(task.chunk_id, task.size) or (0, task.size)
-
     # -- shutdown helpers -----------------------------------------------------------------
 
     def _stop_collector(self) -> None:
         collector = self._collector
-        with self._lock:
+        with self._guard:
             self._collector = None
             self._wake()
         if collector is not None and collector is not threading.current_thread():
@@ -853,7 +761,7 @@ class ProcessAdapter(Adapter):
         self._wake_r = self._wake_w = None
 
     @staticmethod
-    def _reap(worker: _Worker) -> None:
+    def _reap(worker: WorkerHandle) -> None:
         """Wait (a grace period at most) for a worker that has ended or was told to; close it."""
         proc = worker.proc
         if await_exit([proc], time.monotonic() + STOP_GRACE):
