@@ -15,6 +15,8 @@ of wall time, or until the input ends) decides the rest::
     not started yet)                           -> serial: they take ~0.1 s to start
     otherwise                                  -> process: CPU-bound work on every core
 
+A first chunk that mostly waited, briefly (``RECHECK_BELOW``), may have waited for a CPU of a
+busy machine rather than on I/O: the next chunk is measured too, and the faster one counts.
 An input without ``len()`` has no estimate of the rest: only the per-item cost decides. The
 choice is logged (logger ``parmap``, level DEBUG) and kept in :attr:`AutoAdapter.chosen`.
 
@@ -51,6 +53,9 @@ SERIAL_BELOW = 0.03  # estimated seconds of work left under which no pool pays f
 # ~0.1 s to start (a spawned one imports the caller's main module): 2 workers must save that twice.
 FRESH_BELOW = 0.2
 IO_RATIO = 0.35  # CPU seconds per wall second below which items mostly wait
+# A first chunk that mostly waited and took less than this may have waited for a CPU (a busy
+# machine), not on I/O: one more chunk is measured, and the faster of the two counts.
+RECHECK_BELOW = 0.01
 SHORT = 4  # items per process worker up to which an input gets a head start
 
 
@@ -106,9 +111,11 @@ class AutoAdapter(Adapter):
         self._inner: Adapter | None = None
         self._total: int | None = None
         self._expected = False
-        self._items = 0
+        self._items = 0  # the items that _wall and _cpu measured
         self._wall = 0.0
         self._cpu = 0.0
+        self._ran = 0  # the items run before the choice
+        self._recheck: bool | None = None  # True: measure one more chunk (see RECHECK_BELOW)
         self._running = False
         self.chosen: str | None = None  #: the mode picked, once the probe is over
         # The head start of a short input: a process pool started at once, a probe thread,
@@ -156,7 +163,7 @@ class AutoAdapter(Adapter):
             with self._guard:
                 if self.chosen is None:
                     return self._head_start(job, chunk)
-        elif self._inner is None and self._wall >= PROBE_SECONDS:
+        elif self._inner is None and self._wall >= PROBE_SECONDS and not self._recheck:
             self._choose()
         if self._inner is None or self.chosen == "serial":
             return self._run_here(job, chunk)
@@ -209,7 +216,7 @@ class AutoAdapter(Adapter):
         assert self._early is not None
         share = min(1.0, default_workers("process") / (1 + self._early_chunks))
         self._wall, self._cpu = (time.perf_counter() - wall) * share, time.thread_time() - cpu
-        self._items = len(chunk.items)
+        self._items = self._ran = len(chunk.items)
         with self._guard:
             if not self._running:  # the map was abandoned meanwhile: start nothing more
                 if result is not None:
@@ -245,23 +252,35 @@ class AutoAdapter(Adapter):
         wall, cpu = time.perf_counter(), time.thread_time()
         result = run_chunk(job, chunk, in_caller=True)
         if self._inner is None:
-            self._wall += time.perf_counter() - wall
-            self._cpu += time.thread_time() - cpu
-            self._items += len(chunk.items)
+            self._measured(time.perf_counter() - wall, time.thread_time() - cpu, len(chunk.items))
         future: Future[ChunkResult] = Future()
         future.set_result(result)
         return future
 
+    def _measured(self, wall: float, cpu: float, items: int) -> None:
+        """Count a chunk the caller ran before the choice."""
+        self._ran += items
+        if self._recheck is None:  # the first chunk
+            self._recheck = wall < RECHECK_BELOW and cpu < IO_RATIO * wall
+        elif self._recheck:
+            self._recheck = False
+            if wall / max(1, items) < self._wall / max(1, self._items):
+                self._wall = self._cpu = 0.0  # the first one waited for a CPU: forget it
+                self._items = 0
+        self._wall += wall
+        self._cpu += cpu
+        self._items += items
+
     def _choose(self) -> None:
         per_item = self._wall / max(1, self._items)
-        remaining = None if self._total is None else max(0, self._total - self._items)
+        remaining = None if self._total is None else max(0, self._total - self._ran)
         cpu_ratio = self._cpu / self._wall if self._wall else 1.0
         fresh = self._early is None and fresh_workers()
         self.chosen = choose(per_item, cpu_ratio, remaining, fresh=fresh)
         log.debug(
             "parmap: mode='auto' chose %r after %d items (%.3g s each, %.0f%% CPU, %s left)",
             self.chosen,
-            self._items,
+            self._ran,
             per_item,
             100 * self._cpu / self._wall if self._wall else 100,
             "?" if remaining is None else remaining,

@@ -327,3 +327,14 @@ def fail_first_with_worker(x: int) -> str:
     if x == 0:
         raise ValueError(where)
     return where
+
+
+FIRST_CALL = {"waited": False}
+
+
+def first_call_waits(x: int) -> int:
+    """``x * x``; the first call in this process (after a reset) first waits 3 ms, off the CPU."""
+    if not FIRST_CALL["waited"]:
+        FIRST_CALL["waited"] = True
+        time.sleep(0.003)
+    return x * x

@@ -72,6 +72,20 @@ def test_trivial_stream_stays_serial(caplog: pytest.LogCaptureFixture) -> None:
     assert _chosen(caplog) == ["'serial'"]
 
 
+def test_a_first_item_that_waited_once_is_measured_again(caplog: pytest.LogCaptureFixture) -> None:
+    # What a busy machine does to a trivial first item (the caller waits for a CPU), made
+    # certain: the first call alone sleeps. One wait is not I/O-bound work: serial, not threads.
+    helpers.FIRST_CALL["waited"] = False
+    assert pmap(helpers.first_call_waits, range(100_000), mode="auto") == [x * x for x in range(100_000)]
+    assert _chosen(caplog) == ["'serial'"]
+
+
+def test_items_that_keep_waiting_go_to_threads(caplog: pytest.LogCaptureFixture) -> None:
+    items = [(0.003, x) for x in range(40)]  # each waits 3 ms: the second look confirms the first
+    assert pmap(helpers.sleep_then, items, mode="auto") == list(range(40))
+    assert _chosen(caplog) == ["'thread'"]
+
+
 @pytest.mark.process
 def test_cpu_bound_items_go_to_processes(caplog: pytest.LogCaptureFixture) -> None:
     # 0.3 s of work: enough for a process pool under any start method (see the next test).
