@@ -29,6 +29,7 @@ else:  # importing typing_extensions costs ~8 ms
     from typing_extensions import Self
 
 from parmap._cpus import available_cpus
+from parmap._cpython import executor_max_workers
 from parmap._serialize import dumps_by_value
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
@@ -204,8 +205,7 @@ class ExecutorAdapter(Adapter):
 
     def __init__(self, executor: Executor, workers: int | None = None) -> None:
         self.executor = executor
-        max_workers = getattr(executor, "_max_workers", None)
-        self._workers = workers or (max_workers if isinstance(max_workers, int) else None)
+        self._workers = workers or executor_max_workers(executor)
         # Chunks that cross a process or machine boundary cost more: make them bigger.
         self.chunk_seconds = 0.01 if isinstance(executor, ThreadPoolExecutor) else 0.05
         self._running = False

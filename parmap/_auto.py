@@ -38,7 +38,7 @@ from concurrent.futures import Future
 
 from parmap._adapters import Adapter, settle
 from parmap._cpus import default_workers
-from parmap._launch import can_fork_now, default_start_method
+from parmap._launch import can_fork_now, default_start_method, fork_server_used
 from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
 
@@ -88,10 +88,7 @@ def fresh_workers() -> bool:
     if method == "fork" or can_fork_now():
         return False
     if method == "forkserver":
-        from multiprocessing import forkserver  # noqa: PLC0415 - POSIX only
-
-        server = getattr(forkserver, "_forkserver", None)  # (private: no public way to ask)
-        return getattr(server, "_forkserver_pid", None) is None
+        return not fork_server_used()  # (what parmap knows: it started the fork server)
     return True
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from multiprocessing.connection import wait
 from typing import Any
 
+from parmap._cpython import fork_server_preload
+
 __all__ = [
     "ENV_START_METHOD",
     "STOP_GRACE",
@@ -31,6 +33,7 @@ _LINGER = 0.005  # seconds
 STOP_GRACE = 1.0
 _EXIT_POLL = 0.05  # seconds between looks at a process whose end its sentinel may not show
 _PRELOAD = ("parmap._process_worker", "cloudpickle")  # what every worker needs: imported once, by the server
+_fork_server_used = False  # see fork_server_used()
 
 
 def can_fork_now() -> bool:
@@ -80,10 +83,17 @@ def preload_in_fork_server() -> None:
     """
     from multiprocessing import forkserver  # noqa: PLC0415 - POSIX only
 
-    current = list(getattr(forkserver._forkserver, "_preload_modules", None) or ["__main__"])  # noqa: SLF001
+    global _fork_server_used  # noqa: PLW0603 - once per process
+    _fork_server_used = True
+    current = fork_server_preload()
     wanted = [m for m in _PRELOAD if m not in current]
     if wanted:
         forkserver.set_forkserver_preload(current + wanted)
+
+
+def fork_server_used() -> bool:
+    """Whether a process pool of parmap's has used the fork server in this process (it runs, then)."""
+    return _fork_server_used
 
 
 def describe_exit(exitcode: int | None) -> str:

@@ -51,6 +51,7 @@ from typing import Any
 
 from parmap._adapters import Adapter, picklable_lock, settle
 from parmap._cpus import available_cpus, default_workers
+from parmap._cpython import made_for_fork
 from parmap._errors import SerializationError, WorkerDiedError
 from parmap._launch import (
     STOP_GRACE,
@@ -199,7 +200,7 @@ class ProcessAdapter(Adapter):
                     "ProcessAdapter(lock=...), or use lock=True"
                 )
                 raise ValueError(msg)
-            if getattr(lock, "_is_fork_ctx", False) and self.start_method != "fork":
+            if made_for_fork(lock) and self.start_method != "fork":
                 context = f"multiprocessing.get_context({self.start_method!r}).Lock()"
                 msg = (
                     f"lock={lock!r} was made for the fork start method and cannot reach "

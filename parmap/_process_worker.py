@@ -7,9 +7,7 @@ back, until told to stop or until its caller is gone. The frames are described i
 from __future__ import annotations
 
 import _thread
-import atexit
 import contextlib
-import multiprocessing.util
 import os
 import select
 import signal
@@ -20,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from parmap._cpython import exit_hooks
 from parmap._errors import InitializerError, SerializationError
 from parmap._task import (
     ChunkResult,
@@ -148,13 +147,12 @@ def _end_without_teardown() -> None:
     and the standard streams are flushed. Not when ``fn`` left a thread of its own running:
     the normal exit waits for those.
     """
-    # (Private, in every Python this supports; without them, the normal exit.)
-    finalize = getattr(multiprocessing.util, "_exit_function", None)  # what _bootstrap runs
-    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # what the interpreter's exit runs
-    if finalize is None or run_exit_handlers is None:
+    hooks = exit_hooks()
+    if hooks is None:  # (private names: without them, the normal exit)
         return
     if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
         return
+    finalize, run_exit_handlers = hooks
     finalize()
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):

@@ -338,3 +338,20 @@ def first_call_waits(x: int) -> int:
         FIRST_CALL["waited"] = True
         time.sleep(0.003)
     return x * x
+
+
+def drop_private_exit_hooks() -> None:
+    """An initializer: this worker loses the private exit hooks parmap uses (see _cpython.py)."""
+    import atexit  # noqa: PLC0415
+    import multiprocessing.util  # noqa: PLC0415
+
+    for module, name in ((multiprocessing.util, "_exit_function"), (atexit, "_run_exitfuncs")):
+        if hasattr(module, name):
+            delattr(module, name)
+
+
+def locked_square(x: int) -> int:
+    import parmap  # noqa: PLC0415
+
+    with parmap.lock():
+        return x * x
