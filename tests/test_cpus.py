@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -10,11 +12,19 @@ from parmap import available_cpus
 from parmap._cpus import default_workers
 
 
+def test_available_cpus_is_at_least_one() -> None:
+    assert available_cpus() >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no affinity mask on this OS")
 def test_available_cpus_respects_affinity() -> None:
-    cpus = available_cpus()
-    assert cpus >= 1
-    if hasattr(os, "sched_getaffinity"):
-        assert cpus <= len(os.sched_getaffinity(0))
+    # In a child, pinned to one CPU: this process's own mask stays as it is.
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from parmap import available_cpus; print(available_cpus())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "1"
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

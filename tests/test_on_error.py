@@ -78,6 +78,7 @@ def test_failing_initializer_is_one_clear_error_and_fn_never_runs(mode: Mode, tm
 
 def test_every_item_fails(mode: Mode) -> None:
     got = pmap(helpers.fail_on_multiples(1), range(20), mode=mode, on_error="return")
+    assert len(got) == 20
     assert all(isinstance(v, ValueError) for v in got)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -123,11 +124,14 @@ def test_no_fork_with_threads_warning_when_the_caller_has_threads() -> None:
         thread.join()
 
 
-def test_default_start_method() -> None:
-    method = default_start_method()
-    assert method == os.environ.get("PARMAP_START_METHOD", method)
-    if "PARMAP_START_METHOD" not in os.environ and os.name == "posix" and os.uname().sysname == "Linux":
-        assert method == "forkserver"
+def test_default_start_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    for method in multiprocessing.get_all_start_methods():
+        monkeypatch.setenv("PARMAP_START_METHOD", method)
+        assert default_start_method() == method
+    monkeypatch.delenv("PARMAP_START_METHOD")
+    has_fork_server = "forkserver" in multiprocessing.get_all_start_methods()
+    expected = "forkserver" if has_fork_server and sys.platform != "darwin" else "spawn"
+    assert default_start_method() == expected
 
 
 def test_unknown_start_method() -> None:
