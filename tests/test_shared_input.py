@@ -176,72 +176,95 @@ class Recording(ProcessAdapter):
         self.parts.append((chunk.start, len(chunk.items), chunk.budget))
         return super().submit(job, chunk)
 
-if __name__ == "__main__":
-    tmp = sys.argv[2]
-    out = {"me": os.getpid()}
-    out["list"] = pmap(helpers.square, list(range(50_000)), workers=2) == [x * x for x in range(50_000)]
-    out["tuple"] = pmap(helpers.square, tuple(range(9)), workers=2, chunksize=2)
-    odd = range(3, 40_000, 7)
-    out["range"] = pmap(helpers.square, odd, workers=2) == [x * x for x in odd]
-    out["star"] = pmap(helpers.add, [(1, 2), (3, 4)] * 500, workers=2, star=True) == [3, 7] * 500
+def inputs(tmp):
+    return {
+        "list": pmap(helpers.square, list(range(50_000)), workers=2) == [x * x for x in range(50_000)],
+        "tuple": pmap(helpers.square, tuple(range(9)), workers=2, chunksize=2),
+        "range": pmap(helpers.square, range(3, 40_000, 7), workers=2)
+        == [x * x for x in range(3, 40_000, 7)],
+        "star": pmap(helpers.add, [(1, 2), (3, 4)] * 500, workers=2, star=True) == [3, 7] * 500,
+    }
+
+def copies(tmp):
     pickled_in = os.path.join(tmp, "pickled")
-    out["where"] = pmap(path_of, [Where(pickled_in)] * 6, workers=2, chunksize=2)
-    out["pickled_by"] = sorted(set(int(p) for p in open(pickled_in).read().split()))
+    where = pmap(path_of, [Where(pickled_in)] * 6, workers=2, chunksize=2)
     mine = [[i] for i in range(6)]
-    out["mutated"] = pmap(mutate, mine, workers=2)
-    out["mine"] = mine
-    faults = {}
+    mutated = pmap(mutate, mine, workers=2)
+    pickled_by = sorted(set(int(p) for p in open(pickled_in).read().split()))
+    return {"where": where, "pickled_by": pickled_by, "mutated": mutated, "mine": mine}
+
+def faults(tmp):
+    out = {}
     for name, bad, error, pattern in FAULTS:
         got = pmap(helpers.fault, items_with(bad), workers=2, chunksize=4, on_error="return")
         v = got[5]
         notes = getattr(v, "__notes__", [])
-        faults[name] = [type(v).__name__, str(v), notes, [x for i, x in enumerate(got) if i != 5]]
-    out["faults"] = faults
+        out[name] = [type(v).__name__, str(v), notes, [x for i, x in enumerate(got) if i != 5]]
+    return out
+
+def died_once(tmp):
     marker = os.path.join(tmp, "died-once")
     # One chunk: item 3000 runs in a block of 1024 (blocks double from 1 while they take < 1 ms).
     got = pmap(once_on, [(i, marker) for i in range(5000)], workers=2, chunksize=5000)
-    out["once"] = got == list(range(5000))
+    return got == list(range(5000))
+
+def budget(tmp):
     # Items of 2 ms: the first chunks (even shares, 10 ms budget) come back unfinished.
     pool = Recording(2)
     got = pmap(nap, range(60), mode=pool, on_error="return")
-    out["budget_values"] = [repr(v) if isinstance(v, ValueError) else v for v in got]
-    out["budget_parts"] = pool.parts
+    out = {"values": [repr(v) if isinstance(v, ValueError) else v for v in got], "parts": pool.parts}
     try:
         pmap(nap, range(60), workers=2)
     except ValueError as exc:
-        out["budget_raised"] = str(exc)
+        out["raised"] = str(exc)
+    return out
+
+def recycled(tmp):
     # max_tasks_per_worker counts the items a worker ran, not the size of the part it was sent.
     pool = Recording(1, max_tasks_per_worker=100)
-    out["recycled_pids"] = len(set(pmap(slow_start, range(100), mode=pool)))
-    out["recycled_parts"] = pool.parts
+    return {"pids": len(set(pmap(slow_start, range(100), mode=pool))), "parts": pool.parts}
+
+def died_at_start(tmp, after):
     # A worker that dies before it starts (here: in an at-fork hook) never ran the part it was
     # sent ahead of its "ready": another worker runs it. At once: the other is still starting;
     # after 0.3 s: the other has finished its part and left (the input was all sent).
     os.register_at_fork(before=count_fork, after_in_child=maybe_die)
-    for after in (0.0, 0.3):
-        FORKS[0] = 0
-        DOOMED.update(fork=2, after=after)
-        try:
-            out[f"died_at_start_{after}"] = pmap(helpers.square, list(range(2000)), workers=2) == [
-                x * x for x in range(2000)
-            ]
-        except Exception as exc:
-            out[f"died_at_start_{after}"] = repr(exc)
-    DOOMED.clear()
-    out["threads"] = threading.active_count()
-    print(json.dumps(out))
+    DOOMED.update(fork=2, after=after)
+    try:
+        return pmap(helpers.square, list(range(2000)), workers=2) == [x * x for x in range(2000)]
+    except Exception as exc:
+        return repr(exc)
+
+SCENARIOS = {
+    "inputs": inputs,
+    "copies": copies,
+    "faults": faults,
+    "died_once": died_once,
+    "budget": budget,
+    "recycled": recycled,
+    "died_at_start_now": lambda tmp: died_at_start(tmp, 0.0),
+    "died_at_start_later": lambda tmp: died_at_start(tmp, 0.3),
+}
+
+if __name__ == "__main__":
+    got = SCENARIOS[sys.argv[3]](sys.argv[2])
+    print(json.dumps({"me": os.getpid(), "got": got, "threads": threading.active_count()}))
 """
 
 
-@pytest.mark.process
-@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked from the caller only on Linux")
-def test_forked_workers_read_the_input_from_their_copy(tmp_path: Path) -> None:
+fork_first = pytest.mark.skipif(
+    sys.platform != "linux", reason="workers are forked from the caller only on Linux"
+)
+
+
+def run_scenario(name: str, tmp_path: Path) -> tuple[Any, str]:
+    """Run one of SCRIPT's scenarios in a fresh single-threaded interpreter: what it got, its stderr."""
     script = tmp_path / "shared.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PARMAP_START_METHOD"}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     result = subprocess.run(
-        [sys.executable, str(script), str(TESTS), str(tmp_path)],
+        [sys.executable, str(script), str(TESTS), str(tmp_path), name],
         capture_output=True,
         text=True,
         timeout=120,
@@ -250,38 +273,84 @@ def test_forked_workers_read_the_input_from_their_copy(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["list"]
-    assert out["range"]
-    assert out["star"]
-    assert out["tuple"] == [x * x for x in range(9)]
-    # Items that are not plain make the round trip, in the workers: never pickled by the caller.
-    assert out["where"] == [str(tmp_path / "pickled")] * 6
-    assert out["me"] not in out["pickled_by"]
-    assert out["mutated"] == [2] * 6
-    assert out["mine"] == [[i] for i in range(6)]  # the worker changed its copy
+    assert out["threads"] == 1, "a thread was left behind"
+    return out, result.stderr
+
+
+@pytest.mark.process
+@fork_first
+@pytest.mark.parametrize("kind", ["list", "tuple", "range", "star"])
+def test_forked_workers_read_each_kind_of_input_from_their_copy(kind: str, tmp_path: Path) -> None:
+    out, _ = run_scenario("inputs", tmp_path)
+    assert out["got"][kind] == ([x * x for x in range(9)] if kind == "tuple" else True)
+
+
+@pytest.mark.process
+@fork_first
+def test_items_that_are_not_plain_are_pickled_by_the_workers_only(tmp_path: Path) -> None:
+    out, _ = run_scenario("copies", tmp_path)
+    assert out["got"]["where"] == [str(tmp_path / "pickled")] * 6
+    assert out["me"] not in out["got"]["pickled_by"]
+
+
+@pytest.mark.process
+@fork_first
+def test_workers_change_their_own_copy_of_the_input(tmp_path: Path) -> None:
+    out, _ = run_scenario("copies", tmp_path)
+    assert out["got"]["mutated"] == [2] * 6
+    assert out["got"]["mine"] == [[i] for i in range(6)]
+
+
+@pytest.mark.process
+@fork_first
+def test_the_fault_matrix_holds_for_input_the_workers_hold(tmp_path: Path) -> None:
     from test_faults import FAULTS  # noqa: PLC0415 - the same matrix, through this path
 
+    out, _ = run_scenario("faults", tmp_path)
     for name, _, error, pattern in FAULTS:
-        kind, message, notes, others = out["faults"][name]
+        kind, message, notes, others = out["got"][name]
         assert kind == error.__name__, (name, message)
         assert re.search(pattern, message), (name, message)
         assert any("item 5 of the input" in note for note in notes), (name, notes)
         assert others == [i for i in range(8) if i != 5], name
-    # A death that does not happen again: the items ran again one at a time, and a warning says so.
-    assert out["once"]
-    assert re.search(r"died \(exit code 9\) while running one of items \d+\.\.\d+", result.stderr)
-    assert "running those items again one at a time" in result.stderr
-    # A part that ran past its budget came back unfinished; its rest ran as new parts.
-    assert out["budget_values"] == [repr(ValueError(x)) if x % 17 == 16 else x for x in range(60)]
-    parts = out["budget_parts"]
+
+
+@pytest.mark.process
+@fork_first
+def test_a_death_that_does_not_come_again_runs_the_items_again_one_at_a_time(tmp_path: Path) -> None:
+    out, stderr = run_scenario("died_once", tmp_path)
+    assert out["got"] is True
+    assert re.search(r"died \(exit code 9\) while running one of items \d+\.\.\d+", stderr)
+    assert "running those items again one at a time" in stderr
+
+
+@pytest.mark.process
+@fork_first
+def test_a_part_past_its_budget_comes_back_unfinished_and_its_rest_runs_anew(tmp_path: Path) -> None:
+    out, _ = run_scenario("budget", tmp_path)
+    got = out["got"]
+    assert got["values"] == [repr(ValueError(x)) if x % 17 == 16 else x for x in range(60)]
+    parts = got["parts"]
     assert parts[:4] == [[0, 15, 0.01], [15, 11, 0.01], [26, 8, 0.01], [34, 6, 0.01]]
     rests = [p for p in parts[4:] if any(s < p[0] < s + n for s, n, _ in parts[:4])]
     assert rests, parts
     assert all(budget == 0.1 for _, _, budget in rests)
-    assert out["budget_raised"] == "16"
+    assert got["raised"] == "16"
+
+
+@pytest.mark.process
+@fork_first
+def test_max_tasks_per_worker_counts_the_items_that_ran(tmp_path: Path) -> None:
     # 100 items for a worker allowed 100: one worker ran them all, unfinished parts included.
-    assert any(start == 1 for start, _, _ in out["recycled_parts"]), out["recycled_parts"]
-    assert out["recycled_pids"] == 1, out["recycled_parts"]
-    assert out["died_at_start_0.0"] is True
-    assert out["died_at_start_0.3"] is True
-    assert "failed to start" not in result.stderr  # its chunk went to another worker, as it was
+    out, _ = run_scenario("recycled", tmp_path)
+    assert any(start == 1 for start, _, _ in out["got"]["parts"]), out["got"]["parts"]
+    assert out["got"]["pids"] == 1, out["got"]["parts"]
+
+
+@pytest.mark.process
+@fork_first
+@pytest.mark.parametrize("when", ["now", "later"])
+def test_a_part_sent_to_a_worker_that_died_at_start_runs_on_another(when: str, tmp_path: Path) -> None:
+    out, stderr = run_scenario(f"died_at_start_{when}", tmp_path)
+    assert out["got"] is True
+    assert "failed to start" not in stderr  # its chunk went to another worker, as it was
