@@ -35,7 +35,7 @@ from typing import Any, Literal, cast
 from parmap._adapters import Adapter
 from parmap._chunking import ChunkSizer
 from parmap._claims import claim, release
-from parmap._errors import InitializerError, RemoteTraceback
+from parmap._errors import InitializerError, ParmapError, RemoteTraceback
 from parmap._task import Chunk, ChunkResult, Job, SharedItems
 
 __all__ = ["Use", "drive", "input_length"]
@@ -95,6 +95,10 @@ class _Slot:
 
     def fail(self, pos: int, exc: BaseException, tb: str | None) -> None:
         item = _repr.repr(self.chunk.items[pos])
+        if isinstance(exc, ParmapError):  # what the caller reads: an input index, no offsets
+            exc.index = self.chunk.start + pos
+            exc.__dict__.pop("position", None)
+            exc.__dict__.pop("span", None)
         if len(self.values) != len(self.chunk.items):
             self.values = [_NOT_RUN] * len(self.chunk.items)
         self.values[pos] = _explained(

@@ -38,13 +38,19 @@ __all__ = [
 
 
 class ParmapError(Exception):
-    """Base class of the errors parmap raises itself (not those raised by ``fn``)."""
+    """Base class of the errors parmap raises itself (not those raised by ``fn``).
 
-    #: Set by an adapter on an error that fails a whole chunk when it knows which item of the
-    #: chunk (by position) was running; the driver then fails that item alone and re-runs the rest.
+    Attributes:
+        index: the input index of the item the error is about (the one its note names), once
+            the error reaches you; None where no single item is concerned.
+    """
+
+    index: int | None = None
+    # For adapters (see docs/adapters.md), read and cleared by the driver before an error
+    # reaches the caller: the position in its chunk of the item that was running, when an
+    # error fails the whole chunk; or, instead, the positions lo .. hi - 1 of which one was
+    # running (the driver runs those one at a time to find it).
     position: int | None = None
-    #: Instead of ``position``, when the adapter only knows that one of the items at positions
-    #: ``lo .. hi - 1`` was running: the driver runs those one at a time to find it.
     span: tuple[int, int] | None = None
 
 

@@ -107,6 +107,10 @@ def test_a_death_among_cheap_items_names_the_item() -> None:
     got = pmap(_exit_on, range(5000), mode="process", workers=2, on_error="return")
     assert isinstance(got[3000], WorkerDiedError)
     assert "while running item 3000" in str(got[3000])
+    # What the caller reads is the input index; the offset in its chunk stays inside parmap.
+    assert got[3000].index == 3000
+    assert "position" not in vars(got[3000])
+    assert "span" not in vars(got[3000])
     assert [v for i, v in enumerate(got) if i != 3000] == [i for i in range(5000) if i != 3000]
 
 

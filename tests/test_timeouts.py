@@ -44,6 +44,7 @@ def test_overdue_item_raises_by_default(mode: str) -> None:
         pmap(helpers.sleep_then, items_with_a_stuck_one(3.0), mode=mode, workers=2, chunksize=1, timeout=0.5)
     assert time.monotonic() - started < 2.5
     assert any("item 4 of the input" in n for n in info.value.__notes__)
+    assert info.value.index == 4
 
 
 @pytest.mark.parametrize("mode", TIMED_MODES)
