@@ -355,3 +355,18 @@ def locked_square(x: int) -> int:
 
     with parmap.lock():
         return x * x
+
+
+def stuck_until_released(item: tuple[str, int]) -> int:
+    """Item 4 waits until the file ``release`` appears in the folder (60 s at most), then notes
+    ``returned`` there; the others take 10 ms. A map that returned before the release did not
+    wait for item 4."""
+    folder, x = item
+    if x != 4:
+        time.sleep(0.01)
+        return x
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(folder, "release")) and time.monotonic() < deadline:  # noqa: PTH110, PTH118
+        time.sleep(0.01)
+    open(os.path.join(folder, "returned"), "w").close()  # noqa: PTH118, PTH123
+    return x

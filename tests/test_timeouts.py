@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import helpers
 import pytest
@@ -13,23 +14,29 @@ from parmap import ItemTimeoutError, pmap
 TIMED_MODES = ["thread", pytest.param("process", marks=pytest.mark.process)]
 
 
-def items_with_a_stuck_one(stuck_seconds: float) -> list[tuple[float, int]]:
-    return [(stuck_seconds if i == 4 else 0.01, i) for i in range(9)]
+def stuck_items(folder: Path) -> Iterator[tuple[str, int]]:
+    """Nine items; item 4 is stuck until ``folder/release`` appears (see helpers)."""
+    yield from ((str(folder), i) for i in range(9))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    (tmp_path / "release").touch()  # what a thread left running waits for ends now
 
 
 @pytest.mark.parametrize("mode", TIMED_MODES)
-def test_overdue_item_fails_alone_and_the_map_goes_on(mode: str) -> None:
-    started = time.monotonic()
+def test_overdue_item_fails_alone_and_the_map_goes_on(mode: str, folder: Path) -> None:
     got = pmap(
-        helpers.sleep_then,
-        items_with_a_stuck_one(3.0),
+        helpers.stuck_until_released,
+        list(stuck_items(folder)),
         mode=mode,
         workers=2,
         chunksize=3,
         timeout=0.5,
         on_error="return",
     )
-    assert time.monotonic() - started < 2.5  # on time: not after the stuck item's 3 s
+    assert not (folder / "returned").exists()  # on time: the map did not wait for item 4
     assert isinstance(got[4], ItemTimeoutError)
     assert isinstance(got[4], TimeoutError)
     assert "item 4 ran longer than timeout=0.5 s" in str(got[4])
@@ -38,11 +45,17 @@ def test_overdue_item_fails_alone_and_the_map_goes_on(mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", TIMED_MODES)
-def test_overdue_item_raises_by_default(mode: str) -> None:
-    started = time.monotonic()
+def test_overdue_item_raises_by_default(mode: str, folder: Path) -> None:
     with pytest.raises(TimeoutError, match="item 4 ran longer") as info:
-        pmap(helpers.sleep_then, items_with_a_stuck_one(3.0), mode=mode, workers=2, chunksize=1, timeout=0.5)
-    assert time.monotonic() - started < 2.5
+        pmap(
+            helpers.stuck_until_released,
+            list(stuck_items(folder)),
+            mode=mode,
+            workers=2,
+            chunksize=1,
+            timeout=0.5,
+        )
+    assert not (folder / "returned").exists()  # raised on time: item 4 had not returned
     assert any("item 4 of the input" in n for n in info.value.__notes__)
     assert info.value.index == 4
 
