@@ -724,7 +724,7 @@ class ProcessAdapter(Adapter):
         self._reap(worker)
         if not worker.live and task is None:
             return
-        if task is not None and error is not None:
+        if task is not None:
             settle(task.future, exc=error)
         for t in doomed:
             msg = (

@@ -38,13 +38,12 @@ def _limit(job: Job) -> float | None:
 
 
 class _Worker:
-    __slots__ = ("abandoned", "gone", "mark", "run", "task", "thread")
+    __slots__ = ("abandoned", "gone", "mark", "task", "thread")
 
     def __init__(self, target: Callable[[_Worker], None]) -> None:
         # The items it runs (with a timeout), from run_chunk; their "chunk" is its count of
         # chunks taken: it tells an item from the one at the same position of the last chunk.
         self.mark = Marks()
-        self.run = 0
         self.task: _Task | None = None
         self.abandoned = False  # its item timed out: the thread exits once fn returns
         self.gone = threading.Event()  # the thread ended, or was abandoned: nothing left to wait for
@@ -210,6 +209,7 @@ class ThreadAdapter(Adapter):
 
     def _serve(self, pool: _Pool, me: _Worker) -> None:
         done = 0  # items run, for max_tasks_per_worker
+        taken = 0  # chunks taken: the "chunk" of its marks
         while True:
             task = pool.queue.get()  # shutdown puts a None for each live thread
             if task is None:
@@ -224,8 +224,8 @@ class ThreadAdapter(Adapter):
                 return
             if future.set_running_or_notify_cancel():
                 limit = _limit(job)
-                me.run += 1
-                me.mark.begin(me.run)
+                taken += 1
+                me.mark.begin(taken)
                 me.task = task  # last: the watchdog reads the task first, then the mark
                 # Marks only serve timeouts here (a thread cannot die): without one, none.
                 try:
