@@ -19,7 +19,7 @@ import abc
 import sys
 import threading
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any
 
@@ -80,6 +80,32 @@ class Adapter(abc.ABC):
     #: The most items a chunk may hold (None: no limit); a pool that recycles workers after N
     #: items sets N, so that no worker ever has to run more than N.
     max_chunk: int | None = None
+    #: Whether the mode honours ``max_tasks_per_worker`` (it replaces a worker after N items).
+    recycles_workers: bool = False
+    #: Whether its workers are processes from a start method: ``PARMAP_START_METHOD`` is then
+    #: checked before anything starts.
+    starts_processes: bool = False
+    #: The mode that runs a call whose options only a pool's own workers honour (an
+    #: initializer, ``lock=``, ``timeout=``, ``max_tasks_per_worker=``), for an adapter that
+    #: may run items in the caller (auto: ``"process"``); None: it runs such calls itself.
+    pool_mode: str | None = None
+
+    @classmethod
+    def for_mode(
+        cls,
+        workers: int | None,  # noqa: ARG003 - the signature the built-in modes implement
+        *,
+        max_tasks: int | None,  # noqa: ARG003
+        items: Iterable[Any],  # noqa: ARG003
+        modes: Callable[[str, int | None], Adapter],  # noqa: ARG003
+    ) -> Adapter:
+        """The adapter that ``pmap(mode=<its name>)`` makes (built-in modes; see ``_registry``).
+
+        ``items``: the call's input (for a length hint); ``modes(name, workers)`` makes
+        another built-in mode's adapter.
+        """
+        msg = f"{cls.__name__} is not a built-in mode: register a factory for it (register_adapter)"
+        raise TypeError(msg)
 
     @property
     @abc.abstractmethod
@@ -159,6 +185,17 @@ class SerialAdapter(Adapter):
 
     def __init__(self) -> None:
         self._running = False
+
+    @classmethod
+    def for_mode(
+        cls,
+        workers: int | None,  # noqa: ARG003 - one item at a time, whatever is asked
+        *,
+        max_tasks: int | None,  # noqa: ARG003
+        items: Iterable[Any],  # noqa: ARG003
+        modes: Callable[[str, int | None], Adapter],  # noqa: ARG003
+    ) -> Adapter:
+        return cls()
 
     @property
     def workers(self) -> int:

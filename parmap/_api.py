@@ -15,15 +15,12 @@ if sys.version_info >= (3, 11):
 else:  # importing typing_extensions costs ~8 ms
     from typing_extensions import Unpack
 
-from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
-from parmap._auto import AutoAdapter
+from parmap._adapters import Adapter, ExecutorAdapter
 from parmap._driver import Use, drive, input_length
 from parmap._launch import default_start_method
-from parmap._process import ProcessAdapter
 from parmap._progress import check_progress, progress_bar
-from parmap._registry import BUILTIN_MODES, find_adapter, known_modes
+from parmap._registry import find_mode, known_modes, recycling_modes
 from parmap._task import Job
-from parmap._threads import ThreadAdapter
 from parmap._worker import in_worker_process
 
 __all__ = ["Options", "pmap"]
@@ -102,18 +99,6 @@ def _timeout(timeout: object) -> float | None:
         return math.inf
 
 
-def _builtin(mode: str, workers: int | None, max_tasks: int | None) -> Adapter:
-    if mode == "thread":
-        return ThreadAdapter(workers, max_tasks_per_worker=max_tasks)
-    if mode == "process" and not in_worker_process():
-        return ProcessAdapter(workers, max_tasks_per_worker=max_tasks)
-    if mode == "process":
-        # A worker of a process map is one of N busy CPUs already: running nested maps
-        # serially keeps the process count bounded (no fork bomb).
-        log.debug("parmap: nested process map inside a worker runs serially")
-    return SerialAdapter()
-
-
 def _adapter_for(
     mode: Mode,
     workers: int | None,
@@ -125,18 +110,15 @@ def _adapter_for(
     """The adapter for ``mode`` and how this call uses it (see :data:`parmap._driver.Use`).
 
     ``pool_only``: the call has options that only a pool's workers honour (an initializer, a
-    lock, a timeout), so ``"auto"`` must not run items in the caller: it is ``"process"``.
+    lock, a timeout), so a mode that may run items in the caller gives way to its ``pool_mode``.
     """
-    if mode == "auto":
-        if pool_only or max_tasks is not None:
-            mode = "process"
-        else:
-            auto = AutoAdapter(lambda chosen: _builtin(chosen, workers, None), workers)
-            auto.expect(input_length(items))
-            return auto, "own"
-    if max_tasks is not None and mode not in ("thread", "process"):
+    entry = find_mode(mode) if isinstance(mode, str) else None
+    if entry is not None and entry.pool_mode is not None and (pool_only or max_tasks is not None):
+        entry = find_mode(entry.pool_mode)
+    if max_tasks is not None and not (entry is not None and entry.recycles_workers):
+        needs = " or ".join(f"mode={name!r}" for name in recycling_modes())
         msg = (
-            f"max_tasks_per_worker={max_tasks!r} needs mode='thread' or mode='process' "
+            f"max_tasks_per_worker={max_tasks!r} needs {needs} "
             f"(for a reusable pool, give it to the pool), got mode={mode!r}"
         )
         raise ValueError(msg)
@@ -147,16 +129,13 @@ def _adapter_for(
         return mode, "claim"
     if isinstance(mode, Executor):
         return ExecutorAdapter(mode, workers), "borrow"
-    if mode in BUILTIN_MODES:
-        return _builtin(mode, workers, max_tasks), "own"
-    factory = find_adapter(mode) if isinstance(mode, str) else None
-    if factory is None:
+    if entry is None:
         msg = (
             f"mode must be one of {', '.join(map(repr, known_modes()))}, an Adapter or a "
             f"concurrent.futures.Executor, got {mode!r}"
         )
         raise ValueError(msg)
-    return factory(workers), "own"
+    return entry.make(workers, max_tasks, items), "own"
 
 
 class Options(TypedDict, total=False):
@@ -371,7 +350,8 @@ def pmap(
     timeout = _timeout(timeout)
     initargs = _initargs(initargs)
     _check_lock(lock)
-    if isinstance(mode, str) and mode in ("process", "auto") and not in_worker_process():
+    builtin = find_mode(mode, declared=False) if isinstance(mode, str) else None
+    if builtin is not None and builtin.starts_processes and not in_worker_process():
         default_start_method()  # a bad PARMAP_START_METHOD: refused before any item runs
     pool_only = initializer is not None or lock not in (None, False) or timeout is not None
     try:

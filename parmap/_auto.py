@@ -33,8 +33,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from typing import Any
 
 from parmap._adapters import Adapter, settle
 from parmap._cpus import default_workers
@@ -101,6 +102,8 @@ class AutoAdapter(Adapter):
     """
 
     chunk_seconds = 0.02  # between a thread pool's 10 ms and a process pool's 50 ms
+    starts_processes = True
+    pool_mode = "process"  # it may run items in the caller, which honours no pool-only option
 
     def __init__(self, make: Callable[[str], Adapter], workers: int | None = None) -> None:
         self._make = make
@@ -123,6 +126,21 @@ class AutoAdapter(Adapter):
         self._backlog: list[tuple[Job, Chunk, Future[ChunkResult]]] = []
         self._guard = threading.RLock()  # re-entrant: a future that fails at once calls back here
         self._go = threading.Event()  # the early workers have their chunks: the probe may run
+
+    @classmethod
+    def for_mode(
+        cls,
+        workers: int | None,
+        *,
+        max_tasks: int | None,  # noqa: ARG003 - a call with it runs in pool_mode instead
+        items: Iterable[Any],
+        modes: Callable[[str, int | None], Adapter],
+    ) -> Adapter:
+        from parmap._driver import input_length  # noqa: PLC0415 - the driver imports adapters
+
+        auto = cls(lambda chosen: modes(chosen, workers), workers)
+        auto.expect(input_length(items))
+        return auto
 
     @property
     def workers(self) -> int:

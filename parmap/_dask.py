@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import threading
 import uuid
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -50,6 +51,20 @@ class DaskAdapter(Adapter):
 
     # A task costs the scheduler about a millisecond: give each chunk far more work than that.
     chunk_seconds = 0.2
+
+    @classmethod
+    def for_mode(
+        cls,
+        workers: int | None,
+        *,
+        max_tasks: int | None,  # noqa: ARG003
+        items: Iterable[Any],  # noqa: ARG003
+        modes: Callable[[str, int | None], Adapter],  # noqa: ARG003
+    ) -> Adapter:
+        if workers is not None:
+            msg = f"workers={workers!r} cannot be used with mode='dask': the cluster's workers decide"
+            raise ValueError(msg)
+        return cls()
 
     def __init__(self, client: Any = None) -> None:
         self._target = client

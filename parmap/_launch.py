@@ -1,7 +1,12 @@
-"""How worker processes start (start method, fork server preload), stop, and how their ends read."""
+"""How worker processes start (start method, fork server preload), stop and end, and how their ends read.
+
+Nothing here knows of chunks: ``_process_pool.py`` decides when a worker starts or stops,
+these functions do it.
+"""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -9,10 +14,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from parmap._cpython import fork_server_preload
+from parmap._process_worker import process_worker
+from parmap._threadcaps import capped_environ
 
 __all__ = [
     "ENV_START_METHOD",
@@ -21,9 +28,15 @@ __all__ = [
     "can_fork_now",
     "default_start_method",
     "describe_exit",
+    "fork_server_used",
+    "interpreter_exiting",
     "preload_in_fork_server",
+    "reap",
+    "start_worker",
     "stop_processes",
 ]
+
+log = logging.getLogger("parmap")
 
 ENV_START_METHOD = "PARMAP_START_METHOD"
 _LINGER = 0.005  # seconds
@@ -137,3 +150,67 @@ def stop_processes(procs: Iterable[Any]) -> list[Any]:
         p.kill()
     await_exit(deaf, time.monotonic() + STOP_GRACE)  # SIGKILL cannot be ignored: only a moment
     return deaf
+
+
+def interpreter_exiting() -> bool:
+    """True once the interpreter shuts down (its main thread has finished)."""
+    return not threading.main_thread().is_alive()
+
+
+def start_worker(
+    ctx: Any,
+    progress: Any,
+    slot: int,
+    lock: Any,
+    *,
+    inherited: tuple[Connection | None, ...],
+    thread_caps: dict[str, str | None],
+    shared: Any,
+) -> tuple[Any, Connection]:
+    """Start one worker process under ``ctx``'s start method; its process and the caller's pipe end.
+
+    ``inherited``: the caller's connections a forked worker gets copies of and must close, or
+    its own pipe never reads end-of-file when the caller dies (ignored unless forked).
+    ``shared``: the input that a forked worker holds (ignored unless forked: any other start
+    would pickle it).
+    """
+    method = ctx.get_start_method()
+    forked = method == "fork"
+    if method == "forkserver":
+        preload_in_fork_server()  # (only on first use: ~1 ms of imports a forking pool never needs)
+    parent, child = ctx.Pipe(duplex=True)
+    proc = ctx.Process(
+        target=process_worker,
+        args=(child, progress, slot, lock),
+        kwargs={
+            "inherited": (parent, *inherited) if forked else (),
+            "thread_caps": thread_caps,
+            "shared": shared if forked else None,
+            "spawned": method == "spawn",
+        },
+        name="parmap-worker",
+        daemon=True,
+    )
+    try:
+        if forked:
+            proc.start()
+        else:  # a spawned worker, or the fork server it comes from, starts with the caps
+            with capped_environ(thread_caps):
+                proc.start()
+    except BaseException:
+        parent.close()
+        child.close()
+        raise
+    child.close()
+    return proc, parent
+
+
+def reap(proc: Any, conn: Connection) -> None:
+    """Wait (a grace period at most) for a worker that has ended or was told to; close it."""
+    if await_exit([proc], time.monotonic() + STOP_GRACE):
+        proc.kill()
+        if await_exit([proc], time.monotonic() + STOP_GRACE):  # in the kernel: leave it
+            log.warning("parmap: worker process (pid %s) could not be stopped", proc.pid)
+    conn.close()
+    if proc.exitcode is not None and not interpreter_exiting():  # multiprocessing's exit hook joins it
+        proc.close()

@@ -1,4 +1,12 @@
-"""Modes by name: ``"dask"``, modes registered with :func:`register_adapter`, and entry points.
+"""Every mode by name, in one table: built-in, ``"dask"``, registered, and entry points.
+
+The table holds the built-in modes, ``"dask"``, the modes registered with
+:func:`register_adapter`, and, once asked for, modes that installed packages declare.
+
+A built-in entry names its adapter class, imported when the mode is first asked for; what the
+mode supports is what that class says (``recycles_workers``, ``starts_processes``,
+``supports_timeout``, ``pool_mode``: see :class:`~parmap._adapters.Adapter`), so ``_api`` asks
+the entry, never compares names.
 
 A third-party package adds a mode by declaring an entry point in the ``parmap.adapters`` group
 whose object is a factory, ``factory(workers) -> Adapter``; it is loaded the first time
@@ -7,8 +15,9 @@ whose object is a factory, ``factory(workers) -> Adapter``; it is loaded the fir
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import importlib
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from parmap._adapters import Adapter
 
@@ -19,8 +28,10 @@ __all__ = [
     "BUILTIN_MODES",
     "ENTRY_POINT_GROUP",
     "AdapterFactory",
-    "find_adapter",
+    "ModeEntry",
+    "find_mode",
     "known_modes",
+    "recycling_modes",
     "register_adapter",
 ]
 
@@ -29,16 +40,58 @@ ENTRY_POINT_GROUP = "parmap.adapters"
 BUILTIN_MODES = ("serial", "thread", "process", "auto")
 
 
-def _dask(workers: int | None) -> Adapter:
-    from parmap._dask import DaskAdapter  # noqa: PLC0415 - only for mode="dask"
+class ModeEntry:
+    """One mode: how to make its adapter for a call, and what that adapter supports."""
 
-    if workers is not None:
-        msg = f"workers={workers!r} cannot be used with mode='dask': the cluster's workers decide"
-        raise ValueError(msg)
-    return DaskAdapter()
+    __slots__ = ("_class", "_factory", "_where", "name")
+
+    def __init__(self, name: str, *, where: str = "", factory: AdapterFactory | None = None) -> None:
+        self.name = name
+        self._where = where  # "module:Class" of a built-in mode, imported on first use
+        self._factory = factory  # a registered or declared mode's factory(workers)
+        self._class: type[Adapter] | None = None
+
+    @property
+    def adapter_class(self) -> type[Adapter]:
+        """The class of the adapters it makes (a plug-in's factory says nothing: the base class)."""
+        if self._class is None:
+            if not self._where:
+                return Adapter
+            module, name = self._where.split(":")
+            self._class = getattr(importlib.import_module(module), name)
+        return self._class
+
+    @property
+    def recycles_workers(self) -> bool:
+        return self.adapter_class.recycles_workers
+
+    @property
+    def starts_processes(self) -> bool:
+        return self.adapter_class.starts_processes
+
+    @property
+    def pool_mode(self) -> str | None:
+        return self.adapter_class.pool_mode
+
+    def make(self, workers: int | None, max_tasks: int | None, items: Iterable[Any]) -> Adapter:
+        """A new, unstarted adapter for a call with these ``workers=``, ``max_tasks_per_worker=``."""
+        if self._factory is not None:
+            return self._factory(workers)
+        return self.adapter_class.for_mode(workers, max_tasks=max_tasks, items=items, modes=_make)
 
 
-_factories: dict[str, AdapterFactory] = {"dask": _dask}
+def _make(name: str, workers: int | None) -> Adapter:
+    """The adapter of built-in mode ``name`` (for AutoAdapter, which picks one)."""
+    return _table[name].make(workers, None, ())
+
+
+_table: dict[str, ModeEntry] = {
+    "serial": ModeEntry("serial", where="parmap._adapters:SerialAdapter"),
+    "thread": ModeEntry("thread", where="parmap._threads:ThreadAdapter"),
+    "process": ModeEntry("process", where="parmap._process:ProcessAdapter"),
+    "auto": ModeEntry("auto", where="parmap._auto:AutoAdapter"),
+    "dask": ModeEntry("dask", where="parmap._dask:DaskAdapter"),
+}
 
 
 def register_adapter(name: str, factory: AdapterFactory) -> None:
@@ -65,7 +118,7 @@ def register_adapter(name: str, factory: AdapterFactory) -> None:
     if not callable(candidate):
         msg = f"factory must be callable, got {factory!r}"
         raise TypeError(msg)
-    _factories[name] = factory
+    _table[name] = ModeEntry(name, factory=factory)
 
 
 def _declared() -> EntryPoints:
@@ -75,19 +128,23 @@ def _declared() -> EntryPoints:
     return entry_points(group=ENTRY_POINT_GROUP)
 
 
-def find_adapter(name: str) -> AdapterFactory | None:
-    """The factory registered for ``name``, loading it from an entry point if need be."""
-    factory = _factories.get(name)
-    if factory is None:
-        for entry in _declared():
-            if entry.name == name:
-                factory = entry.load()
-                register_adapter(name, factory)
-                break
-    return factory
+def find_mode(name: str, *, declared: bool = True) -> ModeEntry | None:
+    """The entry for mode ``name``; with ``declared``, looked up in entry points if need be."""
+    entry = _table.get(name)
+    if entry is None and declared:
+        for point in _declared():
+            if point.name == name:
+                register_adapter(name, point.load())
+                return _table[name]
+    return entry
 
 
 def known_modes() -> list[str]:
     """Every mode name pmap knows now: built-in, registered, and declared by entry points."""
-    names = {*_factories, *(entry.name for entry in _declared())}
+    names = {*_table, *(entry.name for entry in _declared())}
     return [*BUILTIN_MODES, *sorted(names - set(BUILTIN_MODES))]
+
+
+def recycling_modes() -> list[str]:
+    """The built-in modes that honour ``max_tasks_per_worker`` (their workers are replaced)."""
+    return [name for name in BUILTIN_MODES if _table[name].recycles_workers]

@@ -15,8 +15,9 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from typing import Any
 
 from parmap._adapters import Adapter, settle
 from parmap._cpus import default_workers
@@ -111,6 +112,7 @@ class ThreadAdapter(Adapter):
 
     chunk_seconds = 0.01
     supports_timeout = True
+    recycles_workers = True
 
     def __init__(self, workers: int | None = None, *, max_tasks_per_worker: int | None = None) -> None:
         self._max = workers or default_workers("thread")
@@ -118,6 +120,17 @@ class ThreadAdapter(Adapter):
         # Guards _pool and, for every pool, live, running and watchdog, and its workers' task.
         self._lock = threading.Lock()
         self._pool: _Pool | None = None
+
+    @classmethod
+    def for_mode(
+        cls,
+        workers: int | None,
+        *,
+        max_tasks: int | None,
+        items: Iterable[Any],  # noqa: ARG003
+        modes: Callable[[str, int | None], Adapter],  # noqa: ARG003
+    ) -> Adapter:
+        return cls(workers, max_tasks_per_worker=max_tasks)
 
     @property
     def workers(self) -> int:

@@ -7,12 +7,16 @@ item it held: :meth:`WorkerHandle.death_error` turns them into the error the cal
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from parmap._errors import ItemTimeoutError, ParmapError, WorkerDiedError
+from parmap._launch import STOP_GRACE
 from parmap._task import Chunk, ChunkResult, Job, SharedItems
+from parmap._wire import STOP, Header
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -100,6 +104,30 @@ class WorkerHandle:
     def live(self) -> bool:
         """Running or starting, not on its way out."""
         return self.phase is not Phase.STOPPING
+
+    def send(self, task: SentChunk, job: bytes | None) -> bool:
+        """Write the frames of ``task`` (``job``: pickled, if it has not seen it); False: pipe broken."""
+        shared = task.size if task.items is None else -1
+        try:
+            header = Header(task.chunk_id, task.start, task.job.token, job is not None, shared, task.budget)
+            self.conn.send_bytes(header.encode())
+            if job is not None:
+                self.conn.send_bytes(job)
+            if task.items is not None:
+                self.conn.send_bytes(task.items)
+        except (OSError, ValueError):  # it is dying: its sentinel will tell the collector
+            self.phase = Phase.STOPPING
+            return False
+        self.jobs.add(task.job.token)
+        self.task = task
+        return True
+
+    def stop(self) -> None:
+        """Tell it to exit once idle; it is killed if still running ``STOP_GRACE`` seconds later."""
+        self.phase = Phase.STOPPING
+        self.deadline = time.monotonic() + STOP_GRACE
+        with contextlib.suppress(OSError):  # already gone: its sentinel will say so
+            self.conn.send_bytes(STOP)
 
     def ran_all(self, task: SentChunk) -> bool:
         """Whether, per its marks, it ran every item of ``task`` (the result comes back complete)."""

@@ -45,6 +45,7 @@ from parmap import (
     WorkerDiedError,
     pmap,
 )
+from parmap._process_pool import ProcessPool
 
 #: The faults drawn. Leave kinds out here while debugging: a seed draws the same map all the
 #: same, with "ok" in place of the kinds left out.
@@ -207,14 +208,13 @@ def pool_states() -> list[str]:
     """What each running process pool knows of its workers: what a hang waits for."""
     lines = []
     for obj in gc.get_objects():
-        if isinstance(obj, ProcessAdapter) and obj.running:
-            queued = len(obj._pending)  # noqa: SLF001 - a post-mortem
-            lines.append(f"process pool: {queued} chunks queued, workers:\n")
-            for w in list(obj._pool):  # noqa: SLF001
+        if isinstance(obj, ProcessPool) and not obj.stopped:
+            lines.append(f"process pool: {len(obj.pending)} chunks queued, workers:\n")
+            for w in list(obj.workers):
                 task = None if w.task is None else (w.task.start, w.task.size)
                 lines.append(
-                    f"  pid {w.proc.pid}: exitcode {w.proc.exitcode}, ready {w.ready}, early {w.early}, "
-                    f"stopping {w.stopping}, chunk {task}, deadline {w.deadline}, marks {list(w.marks)}\n"
+                    f"  pid {w.proc.pid}: exitcode {w.proc.exitcode}, {w.phase}, early {w.early}, "
+                    f"chunk {task}, deadline {w.deadline}, marks {w.marks.read()}\n"
                 )
     return lines
 

@@ -8,6 +8,7 @@ SIGTERM ignored) are killed after a grace period, with a warning.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import multiprocessing
@@ -23,7 +24,7 @@ import hang_fns
 import helpers
 import psutil
 import pytest
-from conftest import Snapshot
+from conftest import Snapshot, wait_for_no_leaks
 
 from parmap import ItemTimeoutError, ProcessAdapter, ThreadAdapter, WorkerDiedError, pmap
 
@@ -137,7 +138,7 @@ def test_a_child_that_fn_forks_does_not_hold_an_idle_pool(method: str, children:
     # make it look at exit codes again: this worker's end shows in no pipe (the child holds them).
     with ProcessAdapter(1, start_method=method) as pool:
         assert pmap(abs, [-1], mode=pool) == [1]
-        while not pool._blind:  # noqa: SLF001 - make the race certain: the collector waits blind
+        while not pool._run.blind:  # type: ignore[union-attr]  # noqa: SLF001 - make the race certain: the collector waits blind
             time.sleep(0.001)
         got = pmap(hang_fns.fork_a_child, [(0, str(children), True)], mode=pool, on_error="return")
         assert isinstance(got[0], WorkerDiedError)
@@ -287,3 +288,25 @@ def test_a_lazy_map_and_another_map_share_an_unstarted_pool(kind: str) -> None:
     assert pool.running  # the lazy map still uses it
     assert list(results) == [x * x for x in range(1, 10)]
     assert not pool.running
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("method", METHODS)
+def test_a_running_pool_dropped_without_shutdown_stops_its_workers(method: str) -> None:
+    # The collector thread holds the run, not the adapter: dropping the adapter ends the run.
+    before = Snapshot.take()
+    pool = ProcessAdapter(2, start_method=method)
+    pool.start()
+    assert pmap(helpers.square, range(20), mode=pool, chunksize=1) == [x * x for x in range(20)]
+    assert len(pool.pids()) == 2
+    workers = [psutil.Process(pid) for pid in pool.pids()]
+    collector = pool._run.collector  # type: ignore[union-attr]  # noqa: SLF001
+    assert collector is not None
+    del pool
+    gc.collect()
+    collector.join(timeout=30)  # it stops the workers, then ends (seconds at most: a bound, not a timing)
+    assert not collector.is_alive()
+    assert all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers)
+    after = wait_for_no_leaks(before)
+    assert after.children <= before.children
+    assert after.fds <= before.fds
