@@ -9,6 +9,7 @@ Everything public is listed in ``__all__``; modules whose names start with ``_``
 
 from parmap._adapters import Adapter, ExecutorAdapter, SerialAdapter
 from parmap._api import pmap
+from parmap._chunk import Chunk
 from parmap._cpus import available_cpus
 from parmap._dask import DaskAdapter
 from parmap._errors import (
@@ -20,9 +21,10 @@ from parmap._errors import (
     SerializationError,
     WorkerDiedError,
 )
+from parmap._job import Job
 from parmap._process import ProcessAdapter
 from parmap._registry import register_adapter
-from parmap._task import Chunk, ChunkResult, Job
+from parmap._result import ChunkResult
 from parmap._threads import ThreadAdapter
 from parmap._worker import lock, run_chunk
 

@@ -1,7 +1,7 @@
 """The adapter interface, and the adapters that need no process management of their own.
 
 An adapter starts workers, runs a chunk and hands back a ``concurrent.futures.Future`` of its
-:class:`~parmap._task.ChunkResult`, and shuts down. It knows nothing of chunk sizes, order,
+:class:`~parmap._result.ChunkResult`, and shuts down. It knows nothing of chunk sizes, order,
 callbacks or laziness: the driver (``_driver.py``) does all of that once, above every adapter::
 
     pmap ──► driver ──submit(job, chunk)──► Adapter ──► workers (serial / threads / processes / ...)
@@ -28,10 +28,12 @@ if sys.version_info >= (3, 11):
 else:  # importing typing_extensions costs ~8 ms
     from typing_extensions import Self
 
+from parmap._chunk import Chunk
 from parmap._cpus import available_cpus
 from parmap._cpython import executor_max_workers
+from parmap._job import Job
+from parmap._result import ChunkResult
 from parmap._serialize import dumps_by_value
-from parmap._task import Chunk, ChunkResult, Job
 from parmap._worker import run_chunk
 
 __all__ = ["Adapter", "ExecutorAdapter", "SerialAdapter", "picklable_lock", "settle"]
@@ -151,7 +153,7 @@ class Adapter(abc.ABC):
 
         Nothing changes ``items`` until the map ends. An adapter whose workers will hold a
         copy of it (forked from the caller) may return True: its chunks then carry
-        :class:`~parmap._task.SharedItems`, positions in the input rather than the items.
+        :class:`~parmap._chunk.SharedItems`, positions in the input rather than the items.
         The default declines.
         """
         return False

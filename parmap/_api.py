@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
@@ -17,10 +16,11 @@ else:  # importing typing_extensions costs ~8 ms
 
 from parmap._adapters import Adapter, ExecutorAdapter
 from parmap._driver import Use, drive, input_length
+from parmap._job import Job
 from parmap._launch import default_start_method
-from parmap._progress import check_progress, progress_bar
+from parmap._options import check_options, short
+from parmap._progress import progress_bar
 from parmap._registry import find_mode, known_modes, recycling_modes
-from parmap._task import Job
 from parmap._worker import in_worker_process
 
 __all__ = ["Options", "pmap"]
@@ -31,72 +31,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 Mode = str | Adapter | Executor
 OnError = Literal["raise", "return"]
-ON_ERROR = ("raise", "return")
-
-
-def _positive(name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        msg = f"{name} must be a positive integer or None, got {value!r}"
-        raise ValueError(msg)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
-
-
-def _callable(name: str, value: object, *, optional: bool = True) -> None:
-    if not callable(value) and not (optional and value is None):
-        msg = f"{name} must be callable{' or None' if optional else ''}, got {value!r}"
-        raise TypeError(msg)
-
-
-def _initargs(value: Any) -> tuple[Any, ...]:
-    """``initargs`` as a tuple; a TypeError naming it if it is no sequence of arguments.
-
-    A string is refused too: ``initargs="db"`` would call ``initializer("d", "b")``.
-    """
-    if isinstance(value, tuple):
-        return value
-    why = "a string is not a sequence of arguments"
-    if not isinstance(value, str | bytes | bytearray):
-        try:
-            args = iter(value)
-        except TypeError as exc:
-            why = str(exc)
-        else:
-            return tuple(args)
-    msg = (
-        f"initargs must be a tuple (or list) of arguments for the initializer, got {_short(value)} "
-        f"({type(value).__name__}): {why}; for one argument write initargs=(value,)"
-    )
-    raise TypeError(msg)
-
-
-def _check_lock(lock: object) -> None:
-    """``lock``: True, False, None or a lock object (``with parmap.lock():`` must work)."""
-    if lock is True or lock is False or lock is None:
-        return
-    kind = type(lock)
-    if not (hasattr(kind, "__enter__") and hasattr(kind, "__exit__")):
-        msg = (
-            f"lock must be True, False, None or a lock object (usable in a with statement), "
-            f"got {_short(lock)} ({kind.__name__})"
-        )
-        raise TypeError(msg)
-
-
-def _timeout(timeout: object) -> float | None:
-    """``timeout`` in float seconds: one too large for a float is no limit (``inf``), like ``inf``."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:  # (NaN too)
-        msg = f"timeout must be a positive number of seconds or None, got {_short(timeout)}"
-        raise ValueError(msg)
-    try:
-        return float(timeout)
-    except OverflowError:  # an int past 1.8e308 seconds
-        return math.inf
 
 
 def _adapter_for(
@@ -337,19 +271,19 @@ def pmap(
         InitializerError: the initializer raised, or ``fn`` could not be loaded in a worker;
             this ends the map whatever ``on_error`` says.
     """
-    _callable("fn", fn, optional=False)
-    _callable("callback", callback)
-    _callable("initializer", initializer)
-    _positive("workers", workers)
-    _positive("chunksize", chunksize)
-    _positive("max_tasks_per_worker", max_tasks_per_worker)
-    check_progress(progress)
-    if on_error not in ON_ERROR:
-        msg = f"on_error must be one of {', '.join(map(repr, ON_ERROR))}, got {on_error!r}"
-        raise ValueError(msg)
-    timeout = _timeout(timeout)
-    initargs = _initargs(initargs)
-    _check_lock(lock)
+    timeout, initargs = check_options(
+        fn=fn,
+        callback=callback,
+        initializer=initializer,
+        initargs=initargs,
+        workers=workers,
+        chunksize=chunksize,
+        max_tasks_per_worker=max_tasks_per_worker,
+        progress=progress,
+        on_error=on_error,
+        timeout=timeout,
+        lock=lock,
+    )
     builtin = find_mode(mode, declared=False) if isinstance(mode, str) else None
     if builtin is not None and builtin.starts_processes and not in_worker_process():
         default_start_method()  # a bad PARMAP_START_METHOD: refused before any item runs
@@ -357,7 +291,7 @@ def pmap(
     try:
         source = iter(items)  # now: input that cannot be read starts no worker
     except TypeError as exc:
-        msg = f"items must be iterable, got {_short(items)} ({type(items).__name__}): {exc}"
+        msg = f"items must be iterable, got {short(items)} ({type(items).__name__}): {exc}"
         raise TypeError(msg) from exc
     adapter, use = _adapter_for(mode, workers, max_tasks_per_worker, items=items, pool_only=pool_only)
     if timeout is not None and not adapter.supports_timeout:

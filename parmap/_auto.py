@@ -38,9 +38,11 @@ from concurrent.futures import Future
 from typing import Any
 
 from parmap._adapters import Adapter, settle
+from parmap._chunk import Chunk
 from parmap._cpus import default_workers
+from parmap._job import Job
 from parmap._launch import can_fork_now, default_start_method, fork_server_used
-from parmap._task import Chunk, ChunkResult, Job
+from parmap._result import ChunkResult
 from parmap._worker import run_chunk
 
 __all__ = ["AutoAdapter"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -31,11 +32,11 @@ from parmap._adapters import settle
 from parmap._errors import SerializationError, WorkerDiedError
 from parmap._launch import STOP_GRACE, await_exit, describe_exit, interpreter_exiting, reap
 from parmap._process_pool import ProcessPool
+from parmap._result import ChunkResult, describe_exception
 from parmap._serialize import loads
 from parmap._stopwatch import poll_interval
-from parmap._task import ChunkResult, describe_exception
 from parmap._wire import LINGER, READY
-from parmap._workers import Phase, WorkerHandle
+from parmap._workers import Phase, SentChunk, WorkerHandle
 
 __all__ = ["Collector"]
 
@@ -248,9 +249,9 @@ class Collector:
                 task = None
             # Read its marks before its slot goes to a successor (a forked one writes at once).
             error = None if task is None else worker.death_error(task, pid, how)
-            pool.free_slots.append(worker.slot)
+            pool.slots.free.append(worker.slot)
             failed_start = worker.phase is Phase.STARTING and not pool.killing
-            doomed = pool.replace(failed_start=failed_start)
+            doomed = self._replace(failed_start=failed_start)
             pool.guard.notify_all()
         reap(worker.proc, worker.conn)
         if not worker.live and task is None:
@@ -264,3 +265,17 @@ class Collector:
                 "guard the script's code with `if __name__ == '__main__':`, and run it from a file"
             )
             settle(t.future, exc=WorkerDiedError(msg))
+
+    def _replace(self, *, failed_start: bool) -> list[SentChunk]:
+        """After a worker's end: start another if work waits; the queued chunks, if none can start."""
+        pool = self.pool
+        if failed_start:
+            pool.failed_starts += 1
+        others = any(w.live for w in pool.workers)  # running, or starting, workers
+        if failed_start and (pool.failed_starts > pool.most or not (pool.started or others)):
+            # Workers cannot start at all: fail what waits for one, never respawn in a loop.
+            doomed, pool.pending = list(pool.pending), deque()
+            return doomed
+        if pool.pending and not pool.killing and not (failed_start and others):
+            pool.grow()  # (after a failed start, the others show first whether any can start)
+        return []

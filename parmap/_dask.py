@@ -18,9 +18,11 @@ from concurrent.futures import Future
 from typing import Any
 
 from parmap._adapters import Adapter, picklable_lock, settle
+from parmap._chunk import Chunk
 from parmap._errors import WorkerDiedError
 from parmap._extras import require
-from parmap._task import Chunk, ChunkResult, Job, restore_job
+from parmap._job import Job, restore_job
+from parmap._result import ChunkResult
 from parmap._worker import run_chunk
 
 __all__ = ["DaskAdapter"]

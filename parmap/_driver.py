@@ -33,10 +33,12 @@ from itertools import islice
 from typing import Any, Literal, cast
 
 from parmap._adapters import Adapter
+from parmap._chunk import Chunk, SharedItems
 from parmap._chunking import ChunkSizer
 from parmap._claims import claim, release
 from parmap._errors import InitializerError, ParmapError, RemoteTraceback
-from parmap._task import Chunk, ChunkResult, Job, SharedItems
+from parmap._job import Job
+from parmap._result import ChunkResult
 
 __all__ = ["Use", "drive", "input_length"]
 

@@ -51,14 +51,16 @@ from multiprocessing.synchronize import SemLock
 from typing import Any
 
 from parmap._adapters import Adapter, SerialAdapter, picklable_lock
+from parmap._chunk import Chunk, SharedItems, dump_items
 from parmap._collector import Collector
 from parmap._cpus import available_cpus, default_workers
 from parmap._cpython import made_for_fork
 from parmap._errors import SerializationError
+from parmap._job import Job
 from parmap._launch import can_fork_now, default_start_method
 from parmap._oslock import HAS_RECORD_LOCKS, make_pool_lock
 from parmap._process_pool import ProcessPool
-from parmap._task import Chunk, ChunkResult, Job, SharedItems, dump_items
+from parmap._result import ChunkResult
 from parmap._threadcaps import thread_caps
 from parmap._worker import INHERITED_LOCK, in_worker_process
 from parmap._workers import SentChunk
@@ -207,7 +209,7 @@ class ProcessAdapter(Adapter):
 
         Chunks of :class:`SharedItems` then cost the caller no pickling and no touching of
         the items (after a fork, each page the caller touches is copied); the worker checks
-        them as the pipe would have (see :func:`parmap._task.inherited_chunk`). A worker
+        them as the pipe would have (see :func:`parmap._chunk.inherited_chunk`). A worker
         started later (a replacement) gets them pickled, as usual.
         """
         if self._run is not None or not (self._one_call and self._fork_first):

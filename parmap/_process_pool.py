@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import mmap
 import multiprocessing
 import threading
 import time
@@ -26,9 +25,9 @@ from parmap._adapters import settle
 from parmap._errors import SerializationError, WorkerDiedError
 from parmap._launch import STOP_GRACE, interpreter_exiting, reap, start_worker, stop_processes
 from parmap._oslock import ProcessLock
+from parmap._result import ChunkResult, describe_exception
 from parmap._stopwatch import Stopwatch
-from parmap._task import Chunk, ChunkResult, describe_exception, dump_items
-from parmap._wire import Marks
+from parmap._wire import Marks, MarkSlots
 from parmap._workers import Phase, SentChunk, WorkerHandle
 
 __all__ = ["ProcessPool"]
@@ -64,12 +63,7 @@ class ProcessPool:
         self.guard = threading.Condition()  # the pool's mutex (the user's lock is parmap.lock())
         self.workers: list[WorkerHandle] = []
         self.pending: deque[SentChunk] = deque()
-        # Shared (chunk_id, position, count) marks, one triple per slot: an anonymous mapping
-        # for workers forked from here, a RawArray (made when first needed: ~2 ms) for others.
-        self._slots = slots
-        self.free_slots = list(range(slots))
-        self._fork_marks: mmap.mmap | None = None
-        self._marks: Any = None
+        self.slots = MarkSlots(ctx, slots)
         self.stopwatch = Stopwatch()
         self.wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self.collector: threading.Thread | None = None  # set by the Collector it belongs to
@@ -88,7 +82,7 @@ class ProcessPool:
 
     def fork_first(self, count: int) -> None:
         """Fork ``count`` workers from the caller now (it runs a single thread: see ProcessAdapter.start)."""
-        self._fork_marks = mmap.mmap(-1, Marks.buffer_bytes(self._slots))
+        self.slots.for_forks()
         fork = multiprocessing.get_context("fork")
         for _ in range(count):
             self.spawn(fork)
@@ -158,7 +152,8 @@ class ProcessPool:
         self.workers.clear()
         if self._owns_lock and isinstance(self.lock, ProcessLock):
             self.lock.close()
-        self._fork_marks = self._marks = self.lock = self.shared = None
+        self.slots.release()
+        self.lock = self.shared = None
 
     def _stop_collector(self) -> None:
         with self.guard:
@@ -198,21 +193,11 @@ class ProcessPool:
         if self.max_chunk and worker.done and worker.done + task.size > self.max_chunk:
             self.stop_worker(worker)  # it has done its share: a fresh worker takes this chunk
             return False
-        job = None
-        if task.job.token not in worker.jobs:
-            try:
-                job = task.job.payload()
-            except Exception as exc:  # noqa: BLE001 - fn itself cannot travel: say so, per chunk
-                msg = f"fn or the initializer could not be pickled: {type(exc).__name__}: {exc}"
-                settle(task.future, exc=SerializationError(msg))
-                return True
-        if task.items is None and not worker.inherits:
-            assert task.shared is not None
-            try:  # a worker that does not hold the input (a replacement): the items travel
-                task.items = dump_items(Chunk(task.start, task.shared))
-            except SerializationError as exc:
-                settle(task.future, exc=exc)
-                return True
+        try:
+            job = task.prepare_for(worker)
+        except SerializationError as exc:  # fn, or an item, cannot travel: say so, per chunk
+            settle(task.future, exc=exc)
+            return True
         if not worker.send(task, job):
             return False
         self.stopwatch.forget(worker.slot)
@@ -259,7 +244,7 @@ class ProcessPool:
         live = sum(1 for w in self.workers if w.live)
         if self.draining and live:
             return  # re-runs at the end of a map wait for a live worker rather than a new one
-        if len(self.pending) > starting and live < self.at_once and self.free_slots:
+        if len(self.pending) > starting and live < self.at_once and self.slots.free:
             try:
                 self.spawn(self.ctx)
             except Exception as exc:  # noqa: BLE001 - out of processes, descriptors or memory
@@ -285,13 +270,7 @@ class ProcessPool:
     def spawn(self, ctx: Any) -> None:
         """Start a worker under ``ctx``'s start method, in a free slot of progress marks."""
         forked = ctx.get_start_method() == "fork"
-        if forked and self._fork_marks is not None:
-            marks: Any = self._fork_marks
-        else:
-            if self._marks is None:
-                self._marks = self.ctx.RawArray("q", Marks.SIZE * self._slots)
-            marks = self._marks
-        slot = self.free_slots.pop()
+        marks, slot = self.slots.take(forked=forked)
         shared = self.shared if forked else None
         try:
             proc, conn = start_worker(
@@ -304,22 +283,9 @@ class ProcessPool:
                 shared=shared,
             )
         except BaseException:
-            self.free_slots.append(slot)
+            self.slots.free.append(slot)
             raise
         worker = WorkerHandle(
             proc, conn, slot, Marks.in_buffer(marks, slot), inherits=shared is not None, early=forked
         )
         self.workers.append(worker)
-
-    def replace(self, *, failed_start: bool) -> list[SentChunk]:
-        """After a worker's end: start another if work waits; the queued chunks, if none can start."""
-        if failed_start:
-            self.failed_starts += 1
-        others = any(w.live for w in self.workers)  # running, or starting, workers
-        if failed_start and (self.failed_starts > self.most or not (self.started or others)):
-            # Workers cannot start at all: fail what waits for one, never respawn in a loop.
-            doomed, self.pending = list(self.pending), deque()
-            return doomed
-        if self.pending and not self.killing and not (failed_start and others):
-            self.grow()  # (after a failed start, the others show first whether any can start)
-        return []

@@ -18,16 +18,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from parmap._chunk import inherited_chunk, rebuild_chunk
 from parmap._cpython import exit_hooks
 from parmap._errors import InitializerError, SerializationError
-from parmap._task import (
-    ChunkResult,
-    describe_exception,
-    format_exception,
-    inherited_chunk,
-    rebuild_chunk,
-    restore_job,
-)
+from parmap._job import restore_job
+from parmap._result import ChunkResult, describe_exception, format_exception
 from parmap._threadcaps import apply_in_worker
 from parmap._wire import LINGER, READY, STOP, Header, Marks
 from parmap._worker import enter_worker_process, run_chunk

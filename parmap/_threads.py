@@ -20,16 +20,18 @@ from concurrent.futures import Future
 from typing import Any
 
 from parmap._adapters import Adapter, settle
+from parmap._chunk import Chunk
 from parmap._cpus import default_workers
 from parmap._errors import ItemTimeoutError
+from parmap._job import Job
+from parmap._result import ChunkResult
 from parmap._stopwatch import Stopwatch, poll_interval
-from parmap._task import Chunk, ChunkResult, Job
 from parmap._wire import Marks
 from parmap._worker import run_chunk
 
 __all__ = ["ThreadAdapter"]
 
-_Task = tuple[Job, Chunk, "Future[ChunkResult]"]
+_Queued = tuple[Job, Chunk, "Future[ChunkResult]"]  # a chunk for the threads, and its future
 _names = itertools.count()
 
 
@@ -45,7 +47,7 @@ class _Worker:
         # The items it runs (with a timeout), from run_chunk; their "chunk" is its count of
         # chunks taken: it tells an item from the one at the same position of the last chunk.
         self.mark = Marks()
-        self.task: _Task | None = None
+        self.task: _Queued | None = None
         self.abandoned = False  # its item timed out: the thread exits once fn returns
         self.gone = threading.Event()  # the thread ended, or was abandoned: nothing left to wait for
         self.thread = threading.Thread(
@@ -63,7 +65,7 @@ class _Pool:
     __slots__ = ("idle", "live", "queue", "running", "stop", "stopwatch", "watchdog")
 
     def __init__(self) -> None:
-        self.queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self.idle = threading.Semaphore(0)  # one release per thread waiting for a chunk
         self.live: list[_Worker] = []  # threads not yet ended nor abandoned
         self.running = True  # until shutdown; then nothing is queued behind its Nones
@@ -85,8 +87,8 @@ def _overdue_item(stopwatch: Stopwatch, worker: _Worker, now: float) -> int | No
     return position if stopwatch.overdue(worker, (run, position), limit, now) else None
 
 
-def _drain(tasks: queue.SimpleQueue[_Task | None]) -> list[_Task]:
-    drained: list[_Task] = []
+def _drain(tasks: queue.SimpleQueue[_Queued | None]) -> list[_Queued]:
+    drained: list[_Queued] = []
     while True:
         try:
             task = tasks.get_nowait()
@@ -255,7 +257,7 @@ class ThreadAdapter(Adapter):
                 settle(future, result)
             pool.idle.release()
 
-    def _retire(self, pool: _Pool, task: _Task) -> bool:
+    def _retire(self, pool: _Pool, task: _Queued) -> bool:
         """Hand ``task`` to a fresh thread that takes this one's place; False once shut down."""
         with self._lock:
             if not pool.running:  # the queue ends in Nones: the task would be left behind them

@@ -16,12 +16,13 @@ which items it runs, so that a death or a timeout names them.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import MutableSequence
 from typing import Any, NamedTuple
 
 from parmap._serialize import dumps, loads
 
-__all__ = ["LINGER", "READY", "STOP", "Header", "Marks"]
+__all__ = ["LINGER", "READY", "STOP", "Header", "MarkSlots", "Marks"]
 
 READY = b"ready"
 STOP = b"stop"
@@ -92,3 +93,36 @@ class Marks:
     def ran_all(self, chunk_id: int, size: int) -> bool:
         """Whether every item of chunk ``chunk_id`` has run (its result comes back complete)."""
         return self.read() == (chunk_id, size, 0)
+
+
+class MarkSlots:
+    """The memory a pool's workers write their marks in: one slot each, taken as a worker starts.
+
+    An anonymous mapping for workers forked from the caller (made by :meth:`for_forks`), a
+    ``multiprocessing`` RawArray for the others (made when first needed: it costs ~2 ms).
+    """
+
+    __slots__ = ("_count", "_ctx", "_forked", "_other", "free")
+
+    def __init__(self, ctx: Any, count: int) -> None:
+        self._ctx = ctx
+        self._count = count
+        self.free = list(range(count))
+        self._forked: mmap.mmap | None = None
+        self._other: Any = None
+
+    def for_forks(self) -> None:
+        self._forked = mmap.mmap(-1, Marks.buffer_bytes(self._count))
+
+    def take(self, *, forked: bool) -> tuple[Any, int]:
+        """A free slot (IndexError if none is) and the buffer it is in, for a worker starting."""
+        slot = self.free.pop()
+        if forked and self._forked is not None:
+            return self._forked, slot
+        if self._other is None:
+            self._other = self._ctx.RawArray("q", Marks.SIZE * self._count)
+        return self._other, slot
+
+    def release(self) -> None:
+        """The run is over: drop the buffers (multiprocessing keeps a RawArray's memory for reuse)."""
+        self._forked = self._other = None

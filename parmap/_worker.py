@@ -13,8 +13,10 @@ from collections import OrderedDict
 from collections.abc import Iterator, MutableSequence
 from typing import Any
 
+from parmap._chunk import Chunk
 from parmap._errors import InitializerError, LockUnavailableError, SerializationError
-from parmap._task import Chunk, ChunkResult, Job, format_exception
+from parmap._job import Job
+from parmap._result import ChunkResult, format_exception
 
 __all__ = ["INHERITED_LOCK", "enter_worker_process", "in_worker_process", "lock", "run_chunk"]
 

@@ -13,9 +13,11 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from parmap._errors import ItemTimeoutError, ParmapError, WorkerDiedError
+from parmap._chunk import Chunk, SharedItems, dump_items
+from parmap._errors import ItemTimeoutError, ParmapError, SerializationError, WorkerDiedError
+from parmap._job import Job
 from parmap._launch import STOP_GRACE
-from parmap._task import Chunk, ChunkResult, Job, SharedItems
+from parmap._result import ChunkResult
 from parmap._wire import STOP, Header
 
 if TYPE_CHECKING:
@@ -42,6 +44,25 @@ class SentChunk:
         self.items = items  # pickled; None while only a worker holding the input has been needed
         self.shared = shared  # the items, in the input that workers forked from here hold
         self.future: Future[ChunkResult] = Future()
+
+    def prepare_for(self, worker: WorkerHandle) -> bytes | None:
+        """The job's payload if ``worker`` has not seen the job; the items pickled if it needs them.
+
+        Raises:
+            SerializationError: ``fn`` or the initializer, or an item, cannot be pickled.
+        """
+        job = None
+        if self.job.token not in worker.jobs:
+            try:
+                job = self.job.payload()
+            except Exception as exc:  # noqa: BLE001 - whatever the reason, fn cannot travel
+                msg = f"fn or the initializer could not be pickled: {type(exc).__name__}: {exc}"
+                raise SerializationError(msg) from None
+        if self.items is None and not worker.inherits:
+            assert self.shared is not None
+            # a worker that does not hold the input (a replacement): the items travel
+            self.items = dump_items(Chunk(self.start, self.shared))
+        return job
 
 
 class Phase(enum.Enum):

@@ -18,7 +18,9 @@ import pytest
 
 from parmap import WorkerDiedError, pmap
 from parmap._adapters import Adapter
-from parmap._task import Chunk, ChunkResult, Job
+from parmap._chunk import Chunk
+from parmap._job import Job
+from parmap._result import ChunkResult
 from parmap._worker import run_chunk
 
 

@@ -27,7 +27,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parmap import Chunk, Job, SerializationError, WorkerDiedError, pmap, run_chunk
-from parmap._task import SharedItems, inherited_chunk
+from parmap._chunk import SharedItems, inherited_chunk
 
 TESTS = Path(__file__).parent
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from parmap import ItemTimeoutError, ThreadAdapter, pmap
+from parmap._chunk import Chunk
+from parmap._job import Job
 from parmap._stopwatch import Stopwatch, poll_interval
-from parmap._task import Chunk, Job
 from parmap._threads import _overdue_item, _Worker
 
 # A regression here is a hang: fail it sooner than the suite's 120 s.
