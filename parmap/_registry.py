@@ -3,7 +3,7 @@
 The table holds the built-in modes, ``"dask"``, the modes registered with
 :func:`register_adapter`, and, once asked for, modes that installed packages declare.
 
-A built-in entry names its adapter class, imported when the mode is first asked for; what the
+An entry names its adapter class (``"dask"``'s is imported when first asked for); what the
 mode supports is what that class says (``recycles_workers``, ``starts_processes``,
 ``supports_timeout``, ``pool_mode``: see :class:`~parmap._adapters.Adapter`), so ``_api`` asks
 the entry, never compares names.
@@ -19,7 +19,10 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from parmap._adapters import Adapter
+from parmap._adapters import Adapter, SerialAdapter
+from parmap._auto import AutoAdapter
+from parmap._process import ProcessAdapter
+from parmap._threads import ThreadAdapter
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoints
@@ -45,11 +48,18 @@ class ModeEntry:
 
     __slots__ = ("_class", "_factory", "_where", "name")
 
-    def __init__(self, name: str, *, where: str = "", factory: AdapterFactory | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: type[Adapter] | None = None,
+        *,
+        where: str = "",
+        factory: AdapterFactory | None = None,
+    ) -> None:
         self.name = name
-        self._where = where  # "module:Class" of a built-in mode, imported on first use
+        self._class = kind
+        self._where = where  # "module:Class" of a mode whose module is imported on first use
         self._factory = factory  # a registered or declared mode's factory(workers)
-        self._class: type[Adapter] | None = None
 
     @property
     def adapter_class(self) -> type[Adapter]:
@@ -85,11 +95,13 @@ def _make(name: str, workers: int | None) -> Adapter:
     return _table[name].make(workers, None, ())
 
 
+# The built-in modes' classes are imported with parmap (a first map pays no import); "dask"'s
+# module on first use.
 _table: dict[str, ModeEntry] = {
-    "serial": ModeEntry("serial", where="parmap._adapters:SerialAdapter"),
-    "thread": ModeEntry("thread", where="parmap._threads:ThreadAdapter"),
-    "process": ModeEntry("process", where="parmap._process:ProcessAdapter"),
-    "auto": ModeEntry("auto", where="parmap._auto:AutoAdapter"),
+    "serial": ModeEntry("serial", SerialAdapter),
+    "thread": ModeEntry("thread", ThreadAdapter),
+    "process": ModeEntry("process", ProcessAdapter),
+    "auto": ModeEntry("auto", AutoAdapter),
     "dask": ModeEntry("dask", where="parmap._dask:DaskAdapter"),
 }
 
