@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,21 +24,14 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from workloads import FULL, QUICK, Workload, article_workloads, positive_int  # noqa: E402 - sys.path above
+from lessons import Machine, cpu_share, lesson  # noqa: E402 - sys.path above
+from workloads import FULL, QUICK, Workload, article_workloads, positive_int  # noqa: E402
 
 import parmap  # noqa: E402
 from parmap import pmap  # noqa: E402
 
 MODES = ("serial", "thread", "process")
 _LONG = 1.0  # seconds: a run this long is timed once
-
-# What each kind of workload teaches, whatever this machine measures.
-LESSONS = {
-    "files": "I/O + hashing -> threads help: reads and hashlib (on buffers >= 2 KiB) release the GIL",
-    "tiny": "tiny tasks -> neither helps much: GIL for threads; start-up and IPC eat into processes' gain",
-    "cpu": "CPU-bound -> processes: pure Python holds the GIL, so only processes use more cores",
-    "io": "I/O-bound -> threads: waiting releases the GIL, and threads overlap many waits cheaply",
-}
 
 
 class MismatchError(Exception):
@@ -119,9 +113,10 @@ def _table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def _lesson(r: Result) -> str:
-    measured = f"here: threads {r.speedup('thread'):.2f}x, processes {r.speedup('process'):.2f}x"
-    return f"  {r.workload.name + ':':<24} {LESSONS[r.workload.kind]} ({measured})"
+def _free_cpus(cpus: int) -> float:
+    """The CPUs other programs leave free: one process per CPU spins 0.3 s, their shares added."""
+    shares = pmap(cpu_share, [0.3] * cpus, mode="process", workers=cpus, chunksize=1)
+    return min(float(cpus), sum(shares))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
 
     _warm_up()
+    free = _free_cpus(cpus)
     workers = (
         "pmap's defaults (processes: one per CPU; threads: CPUs + 4, at most 32)"
         if args.workers is None
@@ -153,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
 
+    free = min(free, _free_cpus(cpus))  # the lower of before and after: the load may have changed
+    machine = Machine(cpus=cpus, workers=args.workers, free=free)
     print(_table(results))
     print()
-    print("Lessons:")
+    print(f"CPUs free of other programs' work (measured before and after, the lower): {free:.1f} of {cpus}")
+    print("What this run shows (from the table above):")
     for r in results:
-        print(_lesson(r))
-    if min(cpus, args.workers or cpus) == 1:
-        print("  (with 1 CPU or 1 worker, processes cannot speed up CPU-bound work at all)")
+        text = lesson(r.workload.name, r.workload.kind, r.seconds, len(r.workload.items), machine)
+        print(textwrap.fill(text, width=100, initial_indent="  - ", subsequent_indent="    "))
     print()
     print(f"total wall-clock time: {time.perf_counter() - began:.1f} s")
     return 0

@@ -110,8 +110,8 @@ def register_adapter(name: str, factory: AdapterFactory) -> None:
     """Make ``pmap(..., mode=name)`` run on ``factory(workers)``.
 
     Args:
-        name: the mode's name; the built-in ``"serial"``, ``"thread"`` and ``"process"`` cannot
-            be replaced. Registering a name again replaces the earlier factory.
+        name: the mode's name; the built-in ``"serial"``, ``"thread"``, ``"process"`` and
+            ``"auto"`` cannot be replaced. Registering a name again replaces the earlier factory.
         factory: called in the caller's thread with the ``workers=`` given to ``pmap`` (None
             for the default) and returns a new, unstarted :class:`Adapter` that ``pmap`` starts
             and shuts down. An :class:`Adapter` subclass whose first argument is ``workers`` will do.

@@ -35,7 +35,10 @@ def test_demo_quick() -> None:
     for name in WORKLOADS:
         assert name in out
     assert "CPUs available:" in out
-    assert "Lessons:" in out
+    assert "What this run shows (from the table above):" in out
+    for name in WORKLOADS:  # one lesson per workload, each naming the winner or saying none won
+        line = next(line for line in out.splitlines() if line.startswith(f"  - {name}"))
+        assert " won (" in line or "no mode beat serial" in line, line
 
 
 @pytest.mark.process
