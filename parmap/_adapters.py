@@ -16,6 +16,7 @@ adapter's per-chunk cost), never by asking which adapter it is.
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 import sys
 import threading
 import types
@@ -31,12 +32,13 @@ else:  # importing typing_extensions costs ~8 ms
 from parmap._chunk import Chunk
 from parmap._cpus import available_cpus
 from parmap._cpython import executor_max_workers
+from parmap._errors import SerializationError
 from parmap._job import Job
-from parmap._result import ChunkResult
+from parmap._result import ChunkResult, describe_exception
 from parmap._serialize import dumps_by_value
 from parmap._worker import run_chunk
 
-__all__ = ["Adapter", "ExecutorAdapter", "SerialAdapter", "picklable_lock", "settle"]
+__all__ = ["Adapter", "ExecutorAdapter", "SerialAdapter", "picklable_lock", "settle", "shares_memory"]
 
 
 def settle(
@@ -245,8 +247,8 @@ class ExecutorAdapter(Adapter):
     def __init__(self, executor: Executor, workers: int | None = None) -> None:
         self.executor = executor
         self._workers = workers or executor_max_workers(executor)
-        # Chunks that cross a process or machine boundary cost more: make them bigger.
-        self.chunk_seconds = 0.01 if isinstance(executor, ThreadPoolExecutor) else 0.05
+        # Chunks that cross a process, interpreter or machine boundary cost more: make them bigger.
+        self.chunk_seconds = 0.01 if shares_memory(executor) else 0.05
         self._running = False
 
     @property
@@ -265,7 +267,8 @@ class ExecutorAdapter(Adapter):
 
     def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
         """Hand the chunk to the executor."""
-        return self.executor.submit(run_chunk, job, chunk)
+        future = self.executor.submit(run_chunk, job, chunk)
+        return _explained(future) if _runs_interpreters(self.executor) else future
 
     def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:  # noqa: ARG002
         """Leave the borrowed executor running (the driver cancels its own futures)."""
@@ -273,6 +276,56 @@ class ExecutorAdapter(Adapter):
 
     def share_lock(self, lock: object) -> object:
         """A thread lock for a thread pool; for other executors, a lock that can be pickled."""
-        if isinstance(self.executor, ThreadPoolExecutor):
+        if shares_memory(self.executor):
             return super().share_lock(lock)
         return picklable_lock(lock, "use mode='process', which shares a process lock itself")
+
+
+def shares_memory(executor: Executor) -> bool:
+    """Whether the executor's workers are threads of this interpreter (fn and items not pickled).
+
+    ``InterpreterPoolExecutor`` (Python 3.14) subclasses ``ThreadPoolExecutor``, but each of
+    its threads runs its own interpreter: fn, items and results cross by pickling, as to a
+    process, and a thread lock cannot cross.
+    """
+    return isinstance(executor, ThreadPoolExecutor) and not _runs_interpreters(executor)
+
+
+def _runs_interpreters(executor: Executor) -> bool:
+    interpreters = getattr(concurrent.futures, "InterpreterPoolExecutor", None)
+    return interpreters is not None and isinstance(executor, interpreters)
+
+
+def _explained(future: Future[ChunkResult]) -> Future[ChunkResult]:
+    """``future``, with an interpreter pool's ``NotShareableError`` said as what it is.
+
+    An ``InterpreterPoolExecutor`` that cannot rebuild fn or the items in its interpreter (a
+    module it cannot import: a subinterpreter starts with the default ``sys.path``, not this
+    one's) fails with ``NotShareableError("args not shareable")``; its cause says why.
+    """
+    explained: Future[ChunkResult] = Future()
+
+    def relay(done: Future[ChunkResult]) -> None:
+        if done.cancelled():
+            explained.cancel()
+            return
+        exc = done.exception()
+        if exc is None:
+            settle(explained, done.result())
+        elif type(exc).__name__ == "NotShareableError":
+            cause = exc.__cause__ or exc.__context__
+            # (the cause carries the other interpreter's traceback as text: its last line says it)
+            text = str(cause).split("\n\nThe above exception")[0].strip() if cause is not None else ""
+            why = text.splitlines()[-1] if text else describe_exception(exc)
+            msg = (
+                f"fn, the initializer or the items could not be rebuilt in the executor's interpreter: {why} "
+                "(an interpreter pool's interpreters start with the default sys.path: fn must come from a "
+                "module they can import, or be a lambda or closure, which travel by value)"
+            )
+            settle(explained, exc=SerializationError(msg))
+        else:
+            settle(explained, exc=exc)
+
+    future.add_done_callback(relay)
+    explained.add_done_callback(lambda done: future.cancel() if done.cancelled() else None)
+    return explained

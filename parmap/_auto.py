@@ -9,6 +9,8 @@ of wall time, or until the input ends) decides the rest::
                                                   of every item would cost more than the work
     CPU time < IO_RATIO x wall time            -> thread: the items wait (I/O, sleep), and
                                                   threads wait in parallel without pickling
+    the GIL is off (a free-threaded build)     -> thread: threads run Python code on every
+                                                  core, with no pickling and no start-up
     the rest is estimated under FRESH_BELOW
     seconds, and workers would be fresh
     interpreters (spawn, or a fork server
@@ -40,6 +42,7 @@ from typing import Any
 from parmap._adapters import Adapter, settle
 from parmap._chunk import Chunk
 from parmap._cpus import default_workers
+from parmap._cpython import gil_enabled
 from parmap._job import Job
 from parmap._launch import can_fork_now, default_start_method, fork_server_used
 from parmap._result import ChunkResult
@@ -62,11 +65,15 @@ RECHECK_BELOW = 0.01
 SHORT = 4  # items per process worker up to which an input gets a head start
 
 
-def choose(per_item: float, cpu_ratio: float, remaining: int | None, *, fresh: bool = False) -> str:
+def choose(
+    per_item: float, cpu_ratio: float, remaining: int | None, *, fresh: bool = False, gil: bool = True
+) -> str:
     """The mode for the rest of a map, from what the probe measured.
 
     ``fresh``: a process pool's workers would start as fresh interpreters (see
-    :func:`fresh_workers`).
+    :func:`fresh_workers`). ``gil``: the interpreter runs with the GIL; without it (a
+    free-threaded build) threads run CPU-bound Python code in parallel, so work that would go
+    to processes goes to threads.
     """
     if remaining == 0:
         return "serial"
@@ -75,7 +82,7 @@ def choose(per_item: float, cpu_ratio: float, remaining: int | None, *, fresh: b
     work = None if remaining is None else per_item * remaining
     if work is not None and work < SERIAL_BELOW:
         return "serial"
-    if cpu_ratio < IO_RATIO:
+    if cpu_ratio < IO_RATIO or not gil:
         return "thread"
     if fresh and work is not None and work < FRESH_BELOW:
         return "serial"
@@ -168,8 +175,9 @@ class AutoAdapter(Adapter):
             return
         cpus = default_workers("process")
         workers = self._workers or cpus
-        # (workers= above the CPUs is meant for threads: no process pool that wide on a guess.)
-        if self._total <= SHORT * workers <= SHORT * cpus and can_fork_now():
+        # (workers= above the CPUs is meant for threads: no process pool that wide on a guess.
+        # Without the GIL, CPU-bound work goes to threads, which need no head start.)
+        if self._total <= SHORT * workers <= SHORT * cpus and can_fork_now() and gil_enabled():
             self._early = self._make("process")
             self._early.expect(self._total)
             self._early.start()
@@ -293,7 +301,7 @@ class AutoAdapter(Adapter):
         remaining = None if self._total is None else max(0, self._total - self._ran)
         cpu_ratio = self._cpu / self._wall if self._wall else 1.0
         fresh = self._early is None and fresh_workers()
-        self.chosen = choose(per_item, cpu_ratio, remaining, fresh=fresh)
+        self.chosen = choose(per_item, cpu_ratio, remaining, fresh=fresh, gil=gil_enabled())
         log.debug(
             "parmap: mode='auto' chose %r after %d items (%.3g s each, %.0f%% CPU, %s left)",
             self.chosen,

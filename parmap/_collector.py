@@ -30,7 +30,14 @@ from typing import Any
 
 from parmap._adapters import settle
 from parmap._errors import SerializationError, WorkerDiedError
-from parmap._launch import STOP_GRACE, await_exit, describe_exit, interpreter_exiting, reap
+from parmap._launch import (
+    STOP_GRACE,
+    await_exit,
+    describe_exit,
+    interpreter_exiting,
+    reap,
+    start_failure_message,
+)
 from parmap._process_pool import ProcessPool
 from parmap._result import ChunkResult, describe_exception
 from parmap._serialize import loads
@@ -259,11 +266,7 @@ class Collector:
         if task is not None:
             settle(task.future, exc=error)
         for t in doomed:
-            msg = (
-                f"a worker process (pid {pid}) failed to start ({how}); its error is on stderr. "
-                f"Under the {pool.start_method!r} start method workers import the main module: "
-                "guard the script's code with `if __name__ == '__main__':`, and run it from a file"
-            )
+            msg = start_failure_message(f"a worker process (pid {pid})", how, pool.start_method)
             settle(t.future, exc=WorkerDiedError(msg))
 
     def _replace(self, *, failed_start: bool) -> list[SentChunk]:

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing.util
+import sys
+import sysconfig
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["executor_max_workers", "exit_hooks", "fork_server_preload", "made_for_fork"]
+__all__ = [
+    "executor_max_workers",
+    "exit_hooks",
+    "fork_server_pid",
+    "fork_server_preload",
+    "gil_enabled",
+    "made_for_fork",
+]
 
 
 def executor_max_workers(executor: object) -> int | None:
@@ -38,6 +47,18 @@ def fork_server_preload() -> list[str]:
     return list(getattr(server, "_preload_modules", None) or ["__main__"])
 
 
+def fork_server_pid() -> int | None:
+    """The process id of multiprocessing's fork server, if it started one.
+
+    ``_forkserver_pid`` of the module's server object; fallback: None (a worker that cannot
+    start because the fork server ended is then reported with the error of its start, not
+    with the server's exit code).
+    """
+    forkserver = sys.modules.get("multiprocessing.forkserver")  # (not imported: no fork server)
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
+
+
 def made_for_fork(lock: object) -> bool:
     """Whether a ``multiprocessing`` lock was made by the fork context, for fork workers only.
 
@@ -60,3 +81,16 @@ def exit_hooks() -> tuple[Callable[[], Any], Callable[[], Any]] | None:
     if finalize is None or run_exit_handlers is None:
         return None
     return finalize, run_exit_handlers
+
+
+def gil_enabled() -> bool:
+    """Whether this interpreter runs with the GIL (threads then take turns on Python code).
+
+    ``sys._is_gil_enabled()`` (Python 3.13+; on a free-threaded build the GIL may be switched
+    back on at run time, by ``PYTHON_GIL=1`` or an extension that needs it); fallback: whether
+    the build is a free-threaded one (``Py_GIL_DISABLED``), else True.
+    """
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_enabled is not None:
+        return bool(is_enabled())
+    return not sysconfig.get_config_var("Py_GIL_DISABLED")

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from parmap._cpython import fork_server_preload
+from parmap._cpython import fork_server_pid, fork_server_preload
 from parmap._process_worker import process_worker
 from parmap._threadcaps import capped_environ
 
@@ -28,10 +28,12 @@ __all__ = [
     "can_fork_now",
     "default_start_method",
     "describe_exit",
+    "fork_server_exit",
     "fork_server_used",
     "interpreter_exiting",
     "preload_in_fork_server",
     "reap",
+    "start_failure_message",
     "start_worker",
     "stop_processes",
 ]
@@ -118,6 +120,39 @@ def describe_exit(exitcode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-exitcode}"
     return f"exit code {exitcode}"
+
+
+def fork_server_exit(within: float = 0.0) -> int | None:
+    """The fork server's exit code (as ``Process.exitcode`` reads) once it has ended; else None.
+
+    Waits up to ``within`` seconds for it to end. Read without reaping it: multiprocessing
+    reaps it, and starts another, when next asked. On Python 3.14 the fork server imports the
+    main module itself, so a script that workers cannot import ends the server, and a worker's
+    start fails with a broken connection, a moment before the server's end shows.
+    """
+    pid = fork_server_pid()
+    if pid is None or not hasattr(os, "waitid"):
+        return None
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except OSError:  # not our child (any more)
+            return None
+        if info is not None:
+            return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(_EXIT_POLL / 5)
+
+
+def start_failure_message(who: str, how: str, start_method: str, *, also: str = "") -> str:
+    """What to tell when workers cannot start: most often, a main module they cannot import."""
+    return (
+        f"{who} failed to start ({how}){also}; its error is on stderr. "
+        f"Under the {start_method!r} start method workers import the main module: "
+        "guard the script's code with `if __name__ == '__main__':`, and run it from a file"
+    )
 
 
 def await_exit(procs: Iterable[Any], deadline: float) -> list[Any]:

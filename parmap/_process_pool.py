@@ -23,7 +23,16 @@ from typing import Any
 
 from parmap._adapters import settle
 from parmap._errors import SerializationError, WorkerDiedError
-from parmap._launch import STOP_GRACE, interpreter_exiting, reap, start_worker, stop_processes
+from parmap._launch import (
+    STOP_GRACE,
+    describe_exit,
+    fork_server_exit,
+    interpreter_exiting,
+    reap,
+    start_failure_message,
+    start_worker,
+    stop_processes,
+)
 from parmap._oslock import ProcessLock
 from parmap._result import ChunkResult, describe_exception
 from parmap._stopwatch import Stopwatch
@@ -260,6 +269,12 @@ class ProcessPool:
         The pool stays usable: the next chunk tries again.
         """
         why = f"could not start a worker process: {describe_exception(exc)}"
+        broken = isinstance(exc, ConnectionError | EOFError)  # (its server may be ending: wait a moment)
+        forked_by_server = self.ctx.get_start_method() == "forkserver"
+        ended = fork_server_exit(within=STOP_GRACE if broken else 0.0) if forked_by_server else None
+        if ended is not None:  # the fork server died (see fork_server_exit): say why, as for a worker
+            also = ": the fork server, which starts them, ended so"
+            why = start_failure_message("a worker process", describe_exit(ended), "forkserver", also=also)
         log.warning("parmap: %s", why)
         if live:
             return

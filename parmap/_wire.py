@@ -116,12 +116,11 @@ class MarkSlots:
 
     def take(self, *, forked: bool) -> tuple[Any, int]:
         """A free slot (IndexError if none is) and the buffer it is in, for a worker starting."""
-        slot = self.free.pop()
         if forked and self._forked is not None:
-            return self._forked, slot
-        if self._other is None:
+            return self._forked, self.free.pop()
+        if self._other is None:  # (first: a failure here must not cost a slot)
             self._other = self._ctx.RawArray("q", Marks.SIZE * self._count)
-        return self._other, slot
+        return self._other, self.free.pop()
 
     def release(self) -> None:
         """The run is over: drop the buffers (multiprocessing keeps a RawArray's memory for reuse)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import sysconfig
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
@@ -15,7 +16,7 @@ from parmap import ProcessAdapter, pmap
 from parmap._adapters import ExecutorAdapter
 from parmap._auto import fresh_workers
 from parmap._cpus import available_cpus
-from parmap._cpython import exit_hooks, fork_server_preload, made_for_fork
+from parmap._cpython import exit_hooks, fork_server_pid, fork_server_preload, gil_enabled, made_for_fork
 from parmap._launch import ENV_START_METHOD
 
 
@@ -54,6 +55,7 @@ def test_the_fork_server_preload_without_its_private_list(monkeypatch: pytest.Mo
     # the real one: the module's functions are bound to it).
     monkeypatch.setattr(forkserver, "_forkserver", object())
     assert fork_server_preload() == ["__main__"]
+    assert fork_server_pid() is None  # (a worker that cannot start then reports its own error)
     with ProcessAdapter(2, start_method="forkserver") as pool:
         assert pmap(helpers.square, range(10), mode=pool) == [x * x for x in range(10)]
 
@@ -85,3 +87,12 @@ def test_a_spawned_worker_without_the_private_exit_hooks_exits_the_normal_way() 
     got = pmap(helpers.square, range(6), mode=pool, chunksize=1, initializer=helpers.drop_private_exit_hooks)
     assert got == [x * x for x in range(6)]
     assert not pool.running
+
+
+def test_whether_the_gil_is_on_without_sys_is_gil_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    free_threaded_build = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    monkeypatch.delattr(sys, "_is_gil_enabled", raising=False)
+    assert gil_enabled() is not free_threaded_build  # the build's flag decides
+    assert pmap(helpers.square, range(10), mode="auto") == [x * x for x in range(10)]
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    assert gil_enabled() is False  # where it exists, the interpreter's own answer wins

@@ -121,13 +121,13 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
 def command_line_cluster(tmp_path: Path) -> Iterator[str]:
     """A scheduler and two workers started with `dask scheduler` / `dask worker` on 127.0.0.1."""
     pytest.importorskip("distributed")
-    dask_cli = str(Path(sys.executable).parent / "dask")
+    dask_cli = [sys.executable, "-m", "dask"]  # (the `dask` script: wherever pip put it)
     scheduler_file = tmp_path / "scheduler.json"
     common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
     procs = [
         subprocess.Popen(
             [
-                dask_cli,
+                *dask_cli,
                 "scheduler",
                 "--host",
                 "127.0.0.1",
@@ -149,7 +149,7 @@ def command_line_cluster(tmp_path: Path) -> Iterator[str]:
         procs.append(
             subprocess.Popen(
                 [
-                    dask_cli,
+                    *dask_cli,
                     "worker",
                     address,
                     "--nworkers",
