@@ -26,7 +26,7 @@ from parmap._process import ProcessAdapter
 from parmap._registry import register_adapter
 from parmap._result import ChunkResult
 from parmap._threads import ThreadAdapter
-from parmap._worker import lock, run_chunk
+from parmap._worker import attempt, lock, run_chunk
 
 __all__ = (
     "Adapter",
@@ -46,6 +46,7 @@ __all__ = (
     "ThreadAdapter",
     "WorkerDiedError",
     "__version__",
+    "attempt",
     "available_cpus",
     "lock",
     "pmap",

@@ -21,6 +21,7 @@ from parmap._launch import default_start_method
 from parmap._options import check_options, short
 from parmap._progress import progress_bar
 from parmap._registry import find_mode, known_modes, recycling_modes
+from parmap._retry import RetryOn, check_retries
 from parmap._worker import in_worker_process
 
 __all__ = ["Options", "pmap"]
@@ -86,6 +87,9 @@ class Options(TypedDict, total=False):
     timeout: float | None
     progress: object
     max_tasks_per_worker: int | None
+    retries: int
+    retry_on: RetryOn
+    retry_delay: float
 
 
 # Eight overloads so that results keep fn's type: one item (T -> R) or a tuple of arguments
@@ -204,6 +208,9 @@ def pmap(
     timeout: float | None = None,
     progress: object = False,
     max_tasks_per_worker: int | None = None,
+    retries: int = 0,
+    retry_on: RetryOn = None,
+    retry_delay: float = 0.1,
     indexed: bool = False,
     lazy: bool = False,
 ) -> list[Any] | Iterator[Any]:
@@ -251,6 +258,18 @@ def pmap(
         max_tasks_per_worker: replace a worker after it has run this many items (for ``fn``
             that leaks memory or state); process and thread modes. Automatic chunks are capped
             at this size, and no worker ever runs more than this many items.
+        retries: try a failed item again, up to this many more times (default 0). A retry
+            waits ``retry_delay`` seconds (doubling with each try, jittered, at most 60 s)
+            without holding a worker; a dead or stuck item's retry runs on a fresh worker.
+            ``fn`` reads which try it runs with ``parmap.attempt()``. A retried item may have
+            run partly before (at least once, not exactly once). The final failure's notes
+            list what each try raised.
+        retry_on: which failures are tried again: an exception type, a tuple of them, or a
+            function of the exception returning whether to. Default: exceptions raised by
+            ``fn``, :class:`WorkerDiedError` and :class:`ItemTimeoutError`; never
+            :class:`SerializationError` or :class:`InitializerError`. ``KeyboardInterrupt``
+            and ``SystemExit`` never are, whatever it says.
+        retry_delay: seconds before the first retry of an item (default 0.1).
         indexed: True: each result comes as ``(input_index, result)``.
         lazy: False: return a list. True: return an iterator that yields results as they
             arrive and reads ``items`` lazily (bounded memory for unbounded input); its
@@ -284,6 +303,7 @@ def pmap(
         timeout=timeout,
         lock=lock,
     )
+    retry = check_retries(retries, retry_on, retry_delay)
     builtin = find_mode(mode, declared=False) if isinstance(mode, str) else None
     if builtin is not None and builtin.starts_processes and not in_worker_process():
         default_start_method()  # a bad PARMAP_START_METHOD: refused before any item runs
@@ -324,6 +344,7 @@ def pmap(
         source=source,
         fixed_input=fixed,
         eager=not lazy,
+        retries=retry,
     )
     total = input_length(items)
     if lazy:

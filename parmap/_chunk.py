@@ -26,16 +26,19 @@ class Chunk:
     ``items`` is empty and running the chunk reports that as a chunk-level error).
     ``budget``: seconds after which a worker may stop between items and return the values
     of those it ran (the driver runs the rest as a new part); 0 runs every item.
+    ``attempt``: which try of its items this is (1: the first; a retry is a chunk of one item),
+    what ``parmap.attempt()`` returns in ``fn``.
     """
 
     start: int
     items: Sequence[Any]  # a list, or SharedItems for a pool whose workers hold the input
     broken: str | None = None
     budget: float = 0.0
+    attempt: int = 1
 
-    def __reduce__(self) -> tuple[Callable[[int, bytes], Chunk], tuple[int, bytes]]:
+    def __reduce__(self) -> tuple[Callable[[int, bytes, int], Chunk], tuple[int, bytes, int]]:
         # Any executor that pickles chunks gets parmap's pickling: cloudpickle where pickle fails.
-        return rebuild_chunk, (self.start, dump_items(self))
+        return rebuild_chunk, (self.start, dump_items(self), self.attempt)
 
 
 def _unpicklable_item(chunk: Chunk) -> SerializationError:
@@ -129,9 +132,10 @@ def inherited_chunk(seq: Sequence[Any], start: int, size: int) -> Chunk:
     return rebuild_chunk(start, dump_items(Chunk(start, items)))
 
 
-def rebuild_chunk(start: int, items: bytes) -> Chunk:
+def rebuild_chunk(start: int, items: bytes, attempt: int = 1) -> Chunk:
     """Unpickle a chunk's items; a failure makes a broken chunk instead of killing the worker."""
     try:
-        return Chunk(start, loads(items))
+        return Chunk(start, loads(items), attempt=attempt)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - a __reduce__ may raise anything
-        return Chunk(start, [], f"the items could not be unpickled in the worker: {describe_exception(exc)}")
+        why = f"the items could not be unpickled in the worker: {describe_exception(exc)}"
+        return Chunk(start, [], why, attempt=attempt)

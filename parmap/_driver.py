@@ -19,14 +19,21 @@ A chunk can fail as a whole (its worker died, an item could not be unpickled). W
 adapter knows which item was running (``ParmapError.position``), that item alone gets the
 error and the rest of the chunk runs again as a new part; when it does not, the chunk runs again
 one item at a time, which isolates the culprit. Items of such a chunk may therefore run twice.
+
+With ``retries=``, an item that failed (by itself or with its worker) is tried again as a part
+of its own, after a delay spent in a heap of the driver's, not in a worker: the map's loop
+waits for the next result or the next retry that falls due, whichever comes first. Its chunk
+stays in the window (it is not delivered) until the item succeeds or has no tries left.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import logging
 import queue
-import reprlib
+import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from itertools import islice
@@ -36,9 +43,11 @@ from parmap._adapters import Adapter
 from parmap._chunk import Chunk, SharedItems
 from parmap._chunking import ChunkSizer
 from parmap._claims import claim, release
-from parmap._errors import InitializerError, ParmapError, RemoteTraceback
+from parmap._errors import InitializerError
 from parmap._job import Job
 from parmap._result import ChunkResult
+from parmap._retry import Retries
+from parmap._slot import Slot, deliver, explained
 
 __all__ = ["Use", "drive", "input_length"]
 
@@ -49,64 +58,6 @@ __all__ = ["Use", "drive", "input_length"]
 Use = Literal["own", "claim", "borrow"]
 
 log = logging.getLogger("parmap")
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = 120
-_NOT_RUN: Any = object()  # an item after a failure that stopped its chunk (on_error="raise")
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    """``exc.add_note`` on 3.11+; on 3.10 the note is kept in ``__notes__`` all the same."""
-    notes = getattr(exc, "__notes__", None)
-    if not isinstance(notes, list):
-        notes = []
-        try:
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        except AttributeError:  # an exception type with __slots__
-            return
-    notes.append(note)
-
-
-def _explained(exc: BaseException, tb: str | None, note: str) -> BaseException:
-    """``exc`` with the worker-side traceback as its cause (if it crossed processes) and a note."""
-    if tb and exc.__traceback__ is None and exc.__cause__ is None:
-        exc.__cause__ = RemoteTraceback(tb)
-    _add_note(exc, note)
-    return exc
-
-
-class _Slot:
-    """One chunk of the input, completed by one or more parts (re-runs after a failure)."""
-
-    __slots__ = ("chunk", "failed", "parts", "values")
-
-    def __init__(self, chunk: Chunk) -> None:
-        self.chunk = chunk
-        self.values: list[Any] = []  # filled in place, or replaced by the first complete part
-        self.failed: set[int] = set()  # positions whose value is the exception of that item
-        self.parts = 0
-
-    def store(self, offset: int, values: list[Any]) -> None:
-        """Put a part's values in place; a whole chunk's list is taken as it is (no copy)."""
-        size = len(self.chunk.items)
-        if not self.values and offset == 0 and len(values) == size:
-            self.values = values
-            return
-        if len(self.values) != size:
-            self.values = [_NOT_RUN] * size
-        self.values[offset : offset + len(values)] = values
-
-    def fail(self, pos: int, exc: BaseException, tb: str | None) -> None:
-        item = _repr.repr(self.chunk.items[pos])
-        if isinstance(exc, ParmapError):  # what the caller reads: an input index, no offsets
-            exc.index = self.chunk.start + pos
-            exc.__dict__.pop("position", None)
-            exc.__dict__.pop("span", None)
-        if len(self.values) != len(self.chunk.items):
-            self.values = [_NOT_RUN] * len(self.chunk.items)
-        self.values[pos] = _explained(
-            exc, tb, f"parmap: raised on item {self.chunk.start + pos} of the input: {item}"
-        )
-        self.failed.add(pos)
 
 
 def _notify(
@@ -139,8 +90,13 @@ class _Map:
         eager: bool,
         owned: bool = False,
         budgeted: bool = False,
+        retries: Retries | None = None,
     ) -> None:
         self.adapter = adapter
+        self.retries = retries
+        # Retries waiting for their time: (when, tie-breaker, chunk, position, attempt).
+        self.waiting: list[tuple[float, int, int, int, int]] = []
+        self._ties = itertools.count()
         self.owned = owned  # the map started the adapter (others may share it: see _claims.py)
         self.job = job
         self.sizer = sizer
@@ -153,7 +109,7 @@ class _Map:
         self.index = 0  # input index of the next item read
         self.finished: set[int] = set()  # complete, but waiting for earlier chunks (in order)
         self.done: queue.SimpleQueue[tuple[int, int, int, Future[ChunkResult]]] = queue.SimpleQueue()
-        self.slots: dict[int, _Slot] = {}
+        self.slots: dict[int, Slot] = {}
         self.owners: dict[Future[ChunkResult], int] = {}  # futures in flight -> their chunk
 
     def fill(self, source: Iterator[Any], window: int) -> bool:
@@ -171,7 +127,7 @@ class _Map:
                 batch = SharedItems(self.shared, self.index, min(len(self.shared), self.index + size))
             if batch:
                 self.sizer.taken(len(batch))
-                self.slots[self.next_seq] = _Slot(Chunk(self.index, batch))
+                self.slots[self.next_seq] = Slot(Chunk(self.index, batch))
                 self.submit(self.next_seq, 0, len(batch))
                 self.index += len(batch)
                 self.next_seq += 1
@@ -181,7 +137,7 @@ class _Map:
                 return False
         return True
 
-    def deliverable(self, seq: int, slot: _Slot, *, ordered: bool) -> list[_Slot]:
+    def deliverable(self, seq: int, slot: Slot, *, ordered: bool) -> list[Slot]:
         """The chunks that can be delivered now that ``slot`` (chunk ``seq``) changed."""
         if slot.parts:
             return []
@@ -196,13 +152,13 @@ class _Map:
             self.next_out += 1
         return ready
 
-    def submit(self, seq: int, offset: int, size: int) -> None:
+    def submit(self, seq: int, offset: int, size: int, attempt: int = 1) -> None:
         """Run items ``offset .. offset + size - 1`` of chunk ``seq`` as one part."""
         slot = self.slots[seq]
         part = slot.chunk
-        if size != len(part.items) or self.budgeted:
+        if size != len(part.items) or self.budgeted or attempt != 1:
             items = part.items if size == len(part.items) else part.items[offset : offset + size]
-            part = Chunk(part.start + offset, items, None, self.budget() if self.budgeted else 0.0)
+            part = Chunk(part.start + offset, items, None, self.budget() if self.budgeted else 0.0, attempt)
         future = self.adapter.submit(self.job, part)
         slot.parts += 1
         self.owners[future] = seq
@@ -217,9 +173,44 @@ class _Map:
             future.cancel()
             del self.owners[future]
 
+    def failed_item(self, seq: int, pos: int, exc: BaseException, tb: str | None) -> bool:
+        """Item ``pos`` of chunk ``seq`` failed: schedule its next try (True), or fail it for good."""
+        slot = self.slots[seq]
+        if self.retries is not None:
+            tries = slot.tried(pos, exc)
+            if self.retries.wants(exc, tries):
+                due = time.monotonic() + self.retries.delay(tries)
+                heapq.heappush(self.waiting, (due, next(self._ties), seq, pos, tries + 1))
+                slot.parts += 1  # (the chunk is not complete while a try waits)
+                log.info(
+                    "parmap: item %d failed (%s); try %d follows", slot.chunk.start + pos, exc, tries + 1
+                )
+                return True
+            slot.tries[pos].pop()  # type: ignore[index]  # (the last is the error itself)
+        slot.fail(pos, exc, tb)
+        return False
+
+    def next_done(self) -> tuple[int, int, int, Future[ChunkResult]]:
+        """The next finished part; meanwhile, send the retries that fall due (no worker waits)."""
+        while True:
+            now = time.monotonic()
+            while self.waiting and self.waiting[0][0] <= now:
+                _, _, seq, pos, attempt = heapq.heappop(self.waiting)
+                slot = self.slots.get(seq)
+                if slot is None:  # dropped: a failure before it ended the map
+                    continue
+                slot.parts -= 1
+                self.submit(seq, pos, 1, attempt)
+            if not self.waiting:
+                return self.done.get()
+            try:
+                return self.done.get(timeout=max(0.0, self.waiting[0][0] - now))
+            except queue.Empty:
+                continue
+
     def absorb(
         self, seq: int, offset: int, size: int, future: Future[ChunkResult]
-    ) -> tuple[int, _Slot | None]:
+    ) -> tuple[int, Slot | None]:
         """Take a finished part into its slot, re-running what a chunk-level failure left undone."""
         self.owners.pop(future, None)
         slot = self.slots.get(seq)
@@ -234,17 +225,20 @@ class _Map:
             error, tb = result.error, result.error_tb
         if error is not None:
             if isinstance(error, InitializerError):  # no item can run: the map cannot go on
-                raise _explained(error, tb, "parmap: raised while preparing a worker, before any item")
+                raise explained(error, tb, "parmap: raised while preparing a worker, before any item")
             self._split(seq, offset, size, error, tb)
             return seq, slot
         assert result is not None
         ran = len(result.values)
         self.sizer.observe(ran, result.elapsed)
         slot.store(offset, result.values)
-        for pos, item_tb in result.failed.items():
-            slot.fail(offset + pos, result.values[pos], item_tb)
+        final = [
+            pos
+            for pos, item_tb in result.failed.items()
+            if not self.failed_item(seq, offset + pos, result.values[pos], item_tb)
+        ]
         self.outstanding -= ran
-        if ran < size and (self.job.keep_going or not result.failed):  # stopped at its budget
+        if ran < size and (self.job.keep_going or not final):  # stopped at its budget, or a retried failure
             offset, size = offset + ran, size - ran
             while size:  # the rest, in pieces sized from what is now known of the items' cost
                 piece = min(size, self.sizer.piece(self.outstanding))
@@ -275,22 +269,11 @@ class _Map:
             if hi < size:
                 self.submit(seq, offset + hi, size - hi)
             return
-        self.slots[seq].fail(offset + pos, error, tb)
+        retried = self.failed_item(seq, offset + pos, error, tb)
         if pos:
             self.submit(seq, offset, pos)
-        if self.job.keep_going and pos + 1 < size:
+        if (self.job.keep_going or retried) and pos + 1 < size:
             self.submit(seq, offset + pos + 1, size - pos - 1)
-
-
-def _deliver(slot: _Slot, *, keep_going: bool) -> Generator[tuple[int, list[Any]], None, None]:
-    """Yield a complete slot's values; with on_error="raise", stop at its first failure."""
-    if not slot.failed or keep_going:
-        yield slot.chunk.start, slot.values
-        return
-    first = min(slot.failed)
-    if first:
-        yield slot.chunk.start, slot.values[:first]
-    raise slot.values[first]
 
 
 def _start(
@@ -317,6 +300,7 @@ def drive(
     source: Iterator[Any] | None = None,
     fixed_input: bool = False,
     eager: bool = False,
+    retries: Retries | None = None,
 ) -> Generator[tuple[int, list[Any]], None, None]:
     """Run ``job`` over ``items`` on ``adapter``; yield ``(start, values)`` batches.
 
@@ -330,7 +314,8 @@ def drive(
     ``fixed_input``: nothing can change ``items`` before the map ends (no caller code runs
     meanwhile), so an adapter whose workers get a copy of a list, tuple or range may read
     the chunks from there. ``eager``: the caller keeps every result (a list is returned), so
-    memory need not be bounded by chunks that wait for earlier ones.
+    memory need not be bounded by chunks that wait for earlier ones. ``retries``: the policy
+    for items that fail (None: none is tried again).
     """
     total = input_length(items)
     source = iter(items) if source is None else source  # first: bad input starts no worker
@@ -358,7 +343,9 @@ def drive(
             limit=adapter.max_chunk,
             budgeted=budgeted,
         )
-        state = _Map(adapter, job, sizer, shared, eager=eager, owned=bool(started), budgeted=budgeted)
+        state = _Map(
+            adapter, job, sizer, shared, eager=eager, owned=bool(started), budgeted=budgeted, retries=retries
+        )
         yield from _run(state, source, ordered=ordered)
         clean = True
     finally:
@@ -381,7 +368,7 @@ def _run(
         exhausted = exhausted or not state.fill(source, window)
         if not state.slots:
             return
-        seq, slot = state.absorb(*state.done.get())
+        seq, slot = state.absorb(*state.next_done())
         if slot is None:
             continue
         if slot.failed and not keep_going:
@@ -389,4 +376,4 @@ def _run(
             if ordered:
                 state.drop_after(seq)
         for ready in state.deliverable(seq, slot, ordered=ordered):
-            yield from _deliver(ready, keep_going=keep_going)
+            yield from deliver(ready, keep_going=keep_going)

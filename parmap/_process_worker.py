@@ -174,4 +174,5 @@ def _run(
     else:
         chunk = rebuild_chunk(start, payload)
     chunk.budget = header.budget
+    chunk.attempt = header.attempt
     return run_chunk(job, chunk, progress=None if marks is None else marks.cells, slot=Marks.POSITION)

@@ -39,6 +39,7 @@ class Header(NamedTuple):
     has_job: bool  # the job's frame follows (the first chunk of this call on this worker)
     shared: int  # -1: the pickled items follow; else how many items of the input it holds
     budget: float  # seconds after which the worker returns the items it ran so far (0: none)
+    attempt: int  # which try of its items this is: what parmap.attempt() says in fn
 
     def encode(self) -> bytes:
         return dumps(tuple(self))

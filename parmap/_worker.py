@@ -18,7 +18,7 @@ from parmap._errors import InitializerError, LockUnavailableError, Serialization
 from parmap._job import Job
 from parmap._result import ChunkResult, format_exception
 
-__all__ = ["INHERITED_LOCK", "enter_worker_process", "in_worker_process", "lock", "run_chunk"]
+__all__ = ["INHERITED_LOCK", "attempt", "enter_worker_process", "in_worker_process", "lock", "run_chunk"]
 
 #: ``Job.lock`` value meaning "the lock this worker process received when it was started".
 INHERITED_LOCK = "parmap:inherited-lock"
@@ -54,6 +54,15 @@ def lock() -> Any:
         )
         raise LockUnavailableError(msg)
     return current
+
+
+def attempt() -> int:
+    """Which try of the current item this is, inside ``fn``: 1 on the first run, 2 on the first retry.
+
+    Retries come with ``pmap(..., retries=N)``. Outside ``fn`` (or in a map without retries)
+    it returns 1.
+    """
+    return int(getattr(_local, "attempt", 1))
 
 
 def in_worker_process() -> bool:
@@ -129,13 +138,14 @@ def run_chunk(
         One value per item run, in order (an item's exception in its place, its position in
         ``failed``); ``error`` set instead when the chunk could not run at all.
     """
-    previous = getattr(_local, "lock", None)  # a nested serial map restores its caller's lock
+    previous = getattr(_local, "lock", None), getattr(_local, "attempt", 1)  # (a nested serial map)
     shared = job.lock
     _local.lock = _inherited_lock if isinstance(shared, str) and shared == INHERITED_LOCK else shared
+    _local.attempt = chunk.attempt
     try:
         return _run_items(job, chunk, in_caller=in_caller, progress=progress, slot=slot)
     finally:
-        _local.lock = previous
+        _local.lock, _local.attempt = previous
 
 
 def _run_items(

@@ -31,7 +31,7 @@ __all__ = ["Phase", "SentChunk", "WorkerHandle"]
 class SentChunk:
     """A chunk on its way through the pool: queued, sent to a worker, or being reported."""
 
-    __slots__ = ("budget", "chunk_id", "future", "items", "job", "shared", "size", "start")
+    __slots__ = ("attempt", "budget", "chunk_id", "future", "items", "job", "shared", "size", "start")
 
     def __init__(
         self, chunk_id: int, job: Job, chunk: Chunk, items: bytes | None, shared: SharedItems | None = None
@@ -41,6 +41,7 @@ class SentChunk:
         self.start = chunk.start
         self.size = len(chunk.items)
         self.budget = chunk.budget
+        self.attempt = chunk.attempt
         self.items = items  # pickled; None while only a worker holding the input has been needed
         self.shared = shared  # the items, in the input that workers forked from here hold
         self.future: Future[ChunkResult] = Future()
@@ -130,7 +131,9 @@ class WorkerHandle:
         """Write the frames of ``task`` (``job``: pickled, if it has not seen it); False: pipe broken."""
         shared = task.size if task.items is None else -1
         try:
-            header = Header(task.chunk_id, task.start, task.job.token, job is not None, shared, task.budget)
+            header = Header(
+                task.chunk_id, task.start, task.job.token, job is not None, shared, task.budget, task.attempt
+            )
             self.conn.send_bytes(header.encode())
             if job is not None:
                 self.conn.send_bytes(job)
