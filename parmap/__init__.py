@@ -15,6 +15,7 @@ from parmap._dask import DaskAdapter
 from parmap._errors import (
     InitializerError,
     ItemTimeoutError,
+    JournalError,
     LockUnavailableError,
     ParmapError,
     RemoteTraceback,
@@ -22,6 +23,7 @@ from parmap._errors import (
     WorkerDiedError,
 )
 from parmap._job import Job
+from parmap._journal import Journal, JournalFailure
 from parmap._process import ProcessAdapter
 from parmap._registry import register_adapter
 from parmap._result import ChunkResult
@@ -37,6 +39,9 @@ __all__ = (
     "InitializerError",
     "ItemTimeoutError",
     "Job",
+    "Journal",
+    "JournalError",
+    "JournalFailure",
     "LockUnavailableError",
     "ParmapError",
     "ProcessAdapter",

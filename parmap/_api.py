@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
@@ -18,7 +19,7 @@ from parmap._adapters import Adapter, ExecutorAdapter
 from parmap._driver import Use, drive, input_length
 from parmap._job import Job
 from parmap._launch import default_start_method
-from parmap._options import check_options, short
+from parmap._options import check_journal, check_options, short
 from parmap._progress import progress_bar
 from parmap._registry import find_mode, known_modes, recycling_modes
 from parmap._retry import RetryOn, check_retries
@@ -90,6 +91,8 @@ class Options(TypedDict, total=False):
     retries: int
     retry_on: RetryOn
     retry_delay: float
+    journal: str | os.PathLike[str] | None
+    key: Callable[[Any], object] | None
 
 
 # Eight overloads so that results keep fn's type: one item (T -> R) or a tuple of arguments
@@ -211,6 +214,8 @@ def pmap(
     retries: int = 0,
     retry_on: RetryOn = None,
     retry_delay: float = 0.1,
+    journal: str | os.PathLike[str] | None = None,
+    key: Callable[[Any], object] | None = None,
     indexed: bool = False,
     lazy: bool = False,
 ) -> list[Any] | Iterator[Any]:
@@ -270,6 +275,14 @@ def pmap(
             :class:`SerializationError` or :class:`InitializerError`. ``KeyboardInterrupt``
             and ``SystemExit`` never are, whatever it says.
         retry_delay: seconds before the first retry of an item (default 0.1).
+        journal: a file (SQLite) where results are recorded as they come. Run the same map
+            again with the same journal, and the items it recorded as done are not run again:
+            their recorded results come back in their place. Failures are recorded too, and
+            run again. A journal made by another map, or used by a running one, is refused
+            (:class:`JournalError`). Read one with :class:`parmap.Journal`.
+        key: with ``journal``, how an item is matched with its record: ``key(item)`` (a
+            string, number or tuple of them, unique per item), for an input that may change
+            between runs (a directory walk); default: the item's input index.
         indexed: True: each result comes as ``(input_index, result)``.
         lazy: False: return a list. True: return an iterator that yields results as they
             arrive and reads ``items`` lazily (bounded memory for unbounded input); its
@@ -304,6 +317,7 @@ def pmap(
         lock=lock,
     )
     retry = check_retries(retries, retry_on, retry_delay)
+    check_journal(journal, key)
     builtin = find_mode(mode, declared=False) if isinstance(mode, str) else None
     if builtin is not None and builtin.starts_processes and not in_worker_process():
         default_start_method()  # a bad PARMAP_START_METHOD: refused before any item runs
@@ -345,6 +359,8 @@ def pmap(
         fixed_input=fixed,
         eager=not lazy,
         retries=retry,
+        journal=journal,
+        key=key,
     )
     total = input_length(items)
     if lazy:

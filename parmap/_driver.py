@@ -20,6 +20,11 @@ adapter knows which item was running (``ParmapError.position``), that item alone
 error and the rest of the chunk runs again as a new part; when it does not, the chunk runs again
 one item at a time, which isolates the culprit. Items of such a chunk may therefore run twice.
 
+With ``journal=``, each chunk read is first looked up in the journal (``_journal.py``): the
+items recorded as done are not sent, their recorded values complete the chunk as a part of
+its own (delivered in place, as any other); every other item's result, and every final
+failure, is recorded as it is absorbed.
+
 With ``retries=``, an item that failed (by itself or with its worker) is tried again as a part
 of its own, after a delay spent in a heap of the driver's, not in a worker: the map's loop
 waits for the next result or the next retry that falls due, whichever comes first. Its chunk
@@ -32,9 +37,10 @@ import functools
 import heapq
 import itertools
 import logging
+import os
 import queue
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from itertools import islice
 from typing import Any, Literal, cast
@@ -45,6 +51,7 @@ from parmap._chunking import ChunkSizer
 from parmap._claims import claim, release
 from parmap._errors import InitializerError
 from parmap._job import Job
+from parmap._journal import MapJournal, identity
 from parmap._result import ChunkResult
 from parmap._retry import Retries
 from parmap._slot import Slot, deliver, explained
@@ -91,9 +98,14 @@ class _Map:
         owned: bool = False,
         budgeted: bool = False,
         retries: Retries | None = None,
+        journal: MapJournal | None = None,
+        key: Callable[[Any], object] | None = None,
     ) -> None:
         self.adapter = adapter
         self.retries = retries
+        self.journal = journal
+        self.key = key  # the journal's key of an item (None: its input index)
+        self.replayed: set[Future[ChunkResult]] = set()  # parts made of recorded values
         # Retries waiting for their time: (when, tie-breaker, chunk, position, attempt).
         self.waiting: list[tuple[float, int, int, int, int]] = []
         self._ties = itertools.count()
@@ -127,8 +139,11 @@ class _Map:
                 batch = SharedItems(self.shared, self.index, min(len(self.shared), self.index + size))
             if batch:
                 self.sizer.taken(len(batch))
-                self.slots[self.next_seq] = Slot(Chunk(self.index, batch))
-                self.submit(self.next_seq, 0, len(batch))
+                slot = self.slots[self.next_seq] = Slot(Chunk(self.index, batch))
+                if self.journal is None:
+                    self.submit(self.next_seq, 0, len(batch))
+                else:
+                    self.resume(self.next_seq, slot)
                 self.index += len(batch)
                 self.next_seq += 1
             if len(batch) < size or (self.shared is not None and self.index == len(self.shared)):
@@ -164,6 +179,33 @@ class _Map:
         self.owners[future] = seq
         future.add_done_callback(functools.partial(_notify, self.done, (seq, offset, size)))
 
+    def resume(self, seq: int, slot: Slot) -> None:
+        """Send the items of a new chunk that the journal has not recorded; replay the others."""
+        assert self.journal is not None
+        items, start = slot.chunk.items, slot.chunk.start
+        if self.key is None:
+            slot.keys = [str(start + i) for i in range(len(items))]
+        else:
+            slot.keys = [repr(self.key(item)) for item in items]
+        recorded = self.journal.recorded(slot.keys)
+        if not recorded:
+            self.submit(seq, 0, len(items))
+            return
+        keys = slot.keys
+        for done, run in itertools.groupby(range(len(items)), key=lambda i: keys[i] in recorded):
+            positions = list(run)
+            if not done:
+                self.submit(seq, positions[0], len(positions))
+                continue
+            future: Future[ChunkResult] = Future()
+            future.set_result(ChunkResult([recorded[keys[i]] for i in positions]))
+            slot.parts += 1
+            self.owners[future] = seq
+            self.replayed.add(future)
+            future.add_done_callback(
+                functools.partial(_notify, self.done, (seq, positions[0], len(positions)))
+            )
+
     def drop_after(self, seq: int) -> None:
         """Forget the chunks after ``seq`` (a failure in ``seq`` ends the map before them)."""
         for later in [s for s in self.slots if s > seq]:
@@ -187,6 +229,8 @@ class _Map:
                 )
                 return True
             slot.tries[pos].pop()  # type: ignore[index]  # (the last is the error itself)
+        if self.journal is not None and slot.keys is not None:
+            self.journal.record(slot.keys[pos], slot.chunk.start + pos, exc, failed=True, tb=tb)
         slot.fail(pos, exc, tb)
         return False
 
@@ -201,18 +245,26 @@ class _Map:
                     continue
                 slot.parts -= 1
                 self.submit(seq, pos, 1, attempt)
-            if not self.waiting:
+            flush = None if self.journal is None else self.journal.flush_due()
+            due = min(
+                (t for t in (self.waiting[0][0] if self.waiting else None, flush) if t is not None),
+                default=None,
+            )
+            if due is None:
                 return self.done.get()
             try:
-                return self.done.get(timeout=max(0.0, self.waiting[0][0] - now))
+                return self.done.get(timeout=max(0.0, due - now))
             except queue.Empty:
-                continue
+                if flush is not None and time.monotonic() >= flush:
+                    self.journal.flush()  # type: ignore[union-attr]  # (results wait no longer than that)
 
     def absorb(
         self, seq: int, offset: int, size: int, future: Future[ChunkResult]
     ) -> tuple[int, Slot | None]:
         """Take a finished part into its slot, re-running what a chunk-level failure left undone."""
         self.owners.pop(future, None)
+        replayed = future in self.replayed
+        self.replayed.discard(future)
         slot = self.slots.get(seq)
         if slot is None:  # dropped: its chunk comes after a failure
             return seq, None
@@ -231,6 +283,8 @@ class _Map:
         assert result is not None
         ran = len(result.values)
         self.sizer.observe(ran, result.elapsed)
+        if self.journal is not None and not replayed:
+            self.record(slot, offset, result)  # (first: a result it cannot take fails its item)
         slot.store(offset, result.values)
         final = [
             pos
@@ -245,6 +299,19 @@ class _Map:
                 self.submit(seq, offset, piece)
                 offset, size = offset + piece, size - piece
         return seq, slot
+
+    def record(self, slot: Slot, offset: int, result: ChunkResult) -> None:
+        """Write a part's results to the journal (failures: once final, see failed_item)."""
+        assert self.journal is not None
+        assert slot.keys is not None
+        start = slot.chunk.start
+        for pos, value in enumerate(result.values):
+            if pos in result.failed:
+                continue
+            error = self.journal.record(slot.keys[offset + pos], start + offset + pos, value, failed=False)
+            if error is not None:  # its result cannot be pickled: that item fails, the journal is intact
+                result.values[pos] = error
+                result.failed[pos] = None
 
     def budget(self) -> float:
         """Seconds a worker may spend on a part: short while nothing is known of the items' cost."""
@@ -301,6 +368,8 @@ def drive(
     fixed_input: bool = False,
     eager: bool = False,
     retries: Retries | None = None,
+    journal: str | os.PathLike[str] | None = None,
+    key: Callable[[Any], object] | None = None,
 ) -> Generator[tuple[int, list[Any]], None, None]:
     """Run ``job`` over ``items`` on ``adapter``; yield ``(start, values)`` batches.
 
@@ -315,7 +384,9 @@ def drive(
     meanwhile), so an adapter whose workers get a copy of a list, tuple or range may read
     the chunks from there. ``eager``: the caller keeps every result (a list is returned), so
     memory need not be bounded by chunks that wait for earlier ones. ``retries``: the policy
-    for items that fail (None: none is tried again).
+    for items that fail (None: none is tried again). ``journal``: the file that records the
+    results, and from which a resumed map takes those already done; ``key``: how its items are
+    matched (None: by input index).
     """
     total = input_length(items)
     source = iter(items) if source is None else source  # first: bad input starts no worker
@@ -328,7 +399,11 @@ def drive(
         claim(adapter, start)  # (an instance that is not running: this map starts it)
     state: _Map | None = None
     clean = False
+    book: MapJournal | None = None
     try:
+        if journal is not None:  # (first: a journal this map cannot use starts no worker)
+            keys = "input index" if key is None else f"key {identity(key)}"
+            book = MapJournal(journal, fn=identity(job.fn) + (" (star)" if job.star else ""), keys=keys)
         if use == "own":
             start()
         shared = started[0] if started else None
@@ -344,17 +419,30 @@ def drive(
             budgeted=budgeted,
         )
         state = _Map(
-            adapter, job, sizer, shared, eager=eager, owned=bool(started), budgeted=budgeted, retries=retries
+            adapter,
+            job,
+            sizer,
+            shared,
+            eager=eager,
+            owned=bool(started),
+            budgeted=budgeted,
+            retries=retries,
+            journal=book,
+            key=key,
         )
         yield from _run(state, source, ordered=ordered)
         clean = True
     finally:
         for future in state.owners if state is not None else ():
             future.cancel()
-        if use == "own":
-            adapter.shutdown(wait=clean, cancel=not clean)
-        elif use == "claim":
-            release(adapter, clean=clean)
+        try:
+            if use == "own":
+                adapter.shutdown(wait=clean, cancel=not clean)
+            elif use == "claim":
+                release(adapter, clean=clean)
+        finally:
+            if book is not None:
+                book.close()  # what waits in memory is written, on every way out
 
 
 def _run(

@@ -29,6 +29,7 @@ import pickle
 __all__ = [
     "InitializerError",
     "ItemTimeoutError",
+    "JournalError",
     "LockUnavailableError",
     "ParmapError",
     "RemoteTraceback",
@@ -72,6 +73,14 @@ class WorkerDiedError(ParmapError, RuntimeError):
 
 class SerializationError(ParmapError, pickle.PicklingError):
     """Something could not be pickled or unpickled on its way to or from a worker process."""
+
+
+class JournalError(ParmapError, RuntimeError):
+    """A ``journal=`` file that this map cannot use; the message names the file and why.
+
+    It was made by another map (another fn, or other keys), another running map uses it, or it
+    is not a parmap journal (damaged, or another file). The file is left as it was.
+    """
 
 
 class RemoteTraceback(Exception):  # noqa: N818 - named after concurrent.futures' twin

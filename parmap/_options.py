@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from parmap._progress import check_progress
 
-__all__ = ["ON_ERROR", "check_options", "short"]
+__all__ = ["ON_ERROR", "check_journal", "check_options", "short"]
 
 ON_ERROR = ("raise", "return")
 
@@ -106,3 +107,15 @@ def _timeout(timeout: object) -> float | None:
         return float(timeout)
     except OverflowError:  # an int past 1.8e308 seconds
         return math.inf
+
+
+def check_journal(journal: object, key: object) -> None:
+    """``journal``: a path or None; ``key``: callable, and only with a journal."""
+    if journal is not None and not isinstance(journal, str | os.PathLike):
+        msg = f"journal must be a file path (str or os.PathLike) or None, got {short(journal)}"
+        raise TypeError(msg)
+    if key is not None:
+        _callable("key", key)
+        if journal is None:
+            msg = "key= matches items with their records in a journal: it needs journal=PATH"
+            raise ValueError(msg)

@@ -45,7 +45,7 @@ def explained(exc: BaseException, tb: str | None, note: str) -> BaseException:
 class Slot:
     """One chunk of the input, completed by one or more parts (re-runs after a failure)."""
 
-    __slots__ = ("chunk", "failed", "parts", "tries", "values")
+    __slots__ = ("chunk", "failed", "keys", "parts", "tries", "values")
 
     def __init__(self, chunk: Chunk) -> None:
         self.chunk = chunk
@@ -53,6 +53,7 @@ class Slot:
         self.failed: set[int] = set()  # positions whose value is the exception of that item
         self.parts = 0  # parts in flight, and retries waiting for their time
         self.tries: dict[int, list[BaseException]] | None = None  # position -> what each try raised
+        self.keys: list[str] | None = None  # each item's key in the map's journal, if it has one
 
     def store(self, offset: int, values: list[Any]) -> None:
         """Put a part's values in place; a whole chunk's list is taken as it is (no copy)."""

@@ -38,3 +38,22 @@ def stuck_on_first_try(x: int) -> int:
 
 def unpicklable_result(_: int) -> object:
     return threading.Lock()  # no pickler can send it back to the caller
+
+
+def counted(item: tuple[int, str]) -> int:
+    """``(x, folder)``: leave one new file per call in folder (the calls are counted), return x*x."""
+    x, folder = item
+    Path(folder, f"call-{x}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    if x % 10 == 7:
+        msg = f"item {x} fails"
+        raise ValueError(msg)
+    return x * x
+
+
+def calls_of(folder: str) -> list[int]:
+    """The items ``counted`` was called with, one entry per call."""
+    return sorted(int(path.name.split("-")[1]) for path in Path(folder).glob("call-*"))
+
+
+def a_lock(_: int) -> object:
+    return threading.Lock()

@@ -132,3 +132,25 @@ def test_queue_pipeline_memory_is_bounded() -> None:
     assert "consumed 3000 records" in out
     ahead = int(out.split("the producer was at most ")[1].split()[0])
     assert ahead <= 2 * 2 * 50  # the window: 2 x workers chunks of 50 items
+
+
+def test_resume_md5_finishes_only_the_rest_after_a_kill(tmp_path: Path) -> None:
+    journal = str(tmp_path / "run.sqlite")
+    root = str(ROOT / "parmap")
+    killed = subprocess.run(
+        [sys.executable, "examples/resume_md5.py", journal, root, "--kill-after", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert "killed after 5 of" in killed.stdout
+    out = _run("examples/resume_md5.py", journal, root)
+    files = int(out.split(" files:")[0])
+    hashed = int(out.split("files: ")[1].split()[0])
+    taken = int(out.split(", ")[1].split()[0])
+    assert hashed + taken == files  # (what was recorded before the kill: see test_journal.py)
+    summary = _run("-m", "parmap", journal)
+    assert f"done: {files}; failed: 0" in summary
