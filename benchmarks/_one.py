@@ -143,6 +143,18 @@ def _pmap_pool(job: Job, consume: Consume, stack: ExitStack) -> Callable[[], Any
     return run
 
 
+def _pmap_journal(job: Job, consume: Consume, stack: ExitStack) -> Callable[[], Any]:
+    """Process mode recording every result in a fresh journal (its creation is timed too)."""
+    import tempfile  # noqa: PLC0415
+
+    from parmap import pmap  # noqa: PLC0415
+
+    path = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "run.sqlite")
+    return lambda: consume(
+        pmap(job.fn, job.items, mode="process", workers=job.workers, lazy=job.lazy, journal=path)
+    )
+
+
 def _pool(method: str) -> Callable[[Job, Consume, ExitStack], Callable[[], Any]]:
     def setup(job: Job, consume: Consume, _stack: ExitStack) -> Callable[[], Any]:
         import multiprocessing  # noqa: PLC0415
@@ -271,6 +283,7 @@ TOOLS = {
         Tool("pmap-process", "pmap process", _pmap("process"), group="pmap", processes_only=True),
         Tool("pmap-auto", "pmap auto", _pmap("auto"), group="pmap"),
         Tool("pmap-pool", "pmap process, reused pool (per call)", _pmap_pool, group="pmap", only="startup"),
+        Tool("pmap-journal", "pmap process, journal=", _pmap_journal, group="pmap", processes_only=True),
         Tool("pool-map", "Pool.map", _pool("map"), processes_only=True, eager_only=True),
         Tool("pool-imap", "Pool.imap chunksize=n/(4w)", _pool("imap"), processes_only=True),
         Tool("ppe", "ProcessPoolExecutor.map chunksize=n/(4w)", _executor("process"), processes_only=True),

@@ -341,6 +341,30 @@ def _startup_targets(rows: dict[str, dict[str, Row]]) -> list[str]:
     return [*lines, _check(reused < 1e-3, f"start-up: reused pool {_fmt_s(reused)} per call (goal < 1 ms)")]
 
 
+def _journal_targets(rows: dict[str, dict[str, Row]]) -> list[str]:
+    """journal=: its cost on top of process mode (md5, cpu: goal under 10%), and the stream's memory."""
+    lines = []
+    for work in ("md5", "cpu", "tiny"):
+        plain, journal = _median(rows, work, "pmap-process"), _median(rows, work, "pmap-journal")
+        if plain is None or journal is None:
+            lines.append(_check(None, f"{work}: pmap process with journal= (not measured)"))
+            continue
+        text = f"{work}: journal= costs {100 * (journal / plain - 1):+.0f}% on pmap process"
+        lines.append(
+            _check(journal <= 1.10 * plain, f"{text} (goal < 10%)") if work != "tiny" else f"- {text}"
+        )
+    row = rows.get("stream", {}).get("pmap-journal")
+    if row is None or row.mem is None:
+        lines.append(_check(None, "stream: caller memory with journal= (not measured)"))
+    else:
+        lines.append(
+            _check(
+                row.mem < 50, f"stream: caller memory growth with journal= {row.mem:.1f} MB (goal < 50 MB)"
+            )
+        )
+    return lines
+
+
 def _auto_targets(rows: dict[str, dict[str, Row]], auto: str) -> list[str]:
     if auto:
         return [_check(None, f"mode='auto' within 15% of the best pmap mode: {auto}")]
@@ -368,6 +392,7 @@ def targets(rows: dict[str, dict[str, Row]], auto: str) -> list[str]:
         *_stream_targets(rows),
         *_startup_targets(rows),
         *_auto_targets(rows, auto),
+        *_journal_targets(rows),
     ]
 
 

@@ -119,10 +119,13 @@ class _PageServer(ThreadingHTTPServer):
     # kernel drops their SYNs, and each retries after a full second, which swamps the timing.
     request_queue_size = 128
 
-    def __init__(self, pages: int, delay: float) -> None:
+    def __init__(self, pages: int, delay: float, flaky: int = 0) -> None:
         super().__init__((_HOST, 0), _PageHandler)
         self.pages = pages
         self.delay = delay
+        self.flaky = flaky  # every third page answers 503 to its first `flaky` requests
+        self.asked: dict[int, int] = {}  # page -> requests so far
+        self.asked_lock = threading.Lock()
 
 
 class _PageHandler(BaseHTTPRequestHandler):
@@ -136,6 +139,11 @@ class _PageHandler(BaseHTTPRequestHandler):
             return
         time.sleep(self.server.delay)
         i = int(index)
+        with self.server.asked_lock:
+            asked = self.server.asked[i] = self.server.asked.get(i, 0) + 1
+        if i % 3 == 0 and asked <= self.server.flaky:
+            self.send_error(503, "busy: try again")
+            return
         # Page sizes differ, so the crawl's results (byte counts) tell the pages apart.
         body = (f"<html><body><h1>page {i}</h1>" + "<p>lorem ipsum</p>" * (i % 13 + 1)).encode()
         self.send_response(200)
@@ -148,13 +156,15 @@ class _PageHandler(BaseHTTPRequestHandler):
         """Stay quiet: the demo's table is the output."""
 
 
-def start_server(pages: int = 40, delay: float = 0.05) -> tuple[str, Callable[[], None]]:
+def start_server(pages: int = 40, delay: float = 0.05, flaky: int = 0) -> tuple[str, Callable[[], None]]:
     """Serve ``/page/0`` .. ``/page/{pages-1}`` on 127.0.0.1, each after ``delay`` seconds.
+
+    ``flaky``: every third page answers "503 busy" to its first ``flaky`` requests.
 
     Returns the base URL (``http://127.0.0.1:PORT``) and a function that stops the server,
     waits for its threads and closes its socket; calling it again does nothing.
     """
-    server = _PageServer(pages, delay)
+    server = _PageServer(pages, delay, flaky)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="page-server", daemon=True
     )

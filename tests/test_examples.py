@@ -154,3 +154,9 @@ def test_resume_md5_finishes_only_the_rest_after_a_kill(tmp_path: Path) -> None:
     assert hashed + taken == files  # (what was recorded before the kill: see test_journal.py)
     summary = _run("-m", "parmap", journal)
     assert f"done: {files}; failed: 0" in summary
+
+
+def test_flaky_crawler_gets_every_page_with_retries() -> None:
+    out = _run("examples/flaky_crawler.py", "--pages", "12", "--flaky", "2", "--retries", "3")
+    assert "without retries: HTTPError 503 on" in out
+    assert "with retries=3: 12 pages," in out
