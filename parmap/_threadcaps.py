@@ -20,10 +20,11 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from parmap._cpus import available_cpus
 
-__all__ = ["ENV_LIMIT", "THREAD_VARS", "apply_in_worker", "capped_environ", "thread_caps"]
+__all__ = ["ENV_LIMIT", "THREAD_VARS", "apply_in_worker", "cap_threads_here", "capped_environ", "thread_caps"]
 
 ENV_LIMIT = "PARMAP_LIMIT_THREADS"
 THREAD_VARS = (
@@ -85,3 +86,26 @@ def apply_in_worker(caps: Mapping[str, str | None]) -> None:
     except (ImportError, KeyError, ValueError):  # not installed, or the caller's own value is not a number
         return
     threadpoolctl.threadpool_limits(limit)
+
+
+def cap_threads_here(workers: int) -> Any:
+    """Free-threaded Python: cap this process's native pools while ``workers`` threads compute.
+
+    Without the GIL, a thread pool's items run in parallel as a process pool's do, and each
+    item's BLAS or OpenMP call would spread over every core: the same oversubscription. The
+    threads share the process, so its loaded pools are capped (``threadpoolctl``, when
+    installed and a native pool is loaded) to ``cpus // workers``, the cap process workers get;
+    the caller's own ``OMP_NUM_THREADS`` wins. Returns what restores the limits
+    (``restore_original_limits()``), or None when nothing was capped (with the GIL on, nothing is).
+    """
+    from parmap._cpython import gil_enabled  # noqa: PLC0415 - (import cycle otherwise)
+
+    if gil_enabled() or workers <= 1 or not any(name in sys.modules for name in _NATIVE_POOLS):
+        return None
+    try:
+        import threadpoolctl  # noqa: PLC0415 - optional
+
+        limit = int(thread_caps(workers)["OMP_NUM_THREADS"] or "")
+    except (ImportError, ValueError):  # not installed, caps off, or the caller's value is no number
+        return None
+    return threadpoolctl.threadpool_limits(limit)

@@ -26,6 +26,7 @@ from parmap._errors import ItemTimeoutError
 from parmap._job import Job
 from parmap._result import ChunkResult
 from parmap._stopwatch import Stopwatch, poll_interval
+from parmap._threadcaps import cap_threads_here
 from parmap._wire import Marks
 from parmap._worker import run_chunk
 
@@ -62,7 +63,7 @@ class _Pool:
     takes chunks from, nor counts as a thread of, the pool that a later ``start`` makes.
     """
 
-    __slots__ = ("idle", "live", "queue", "running", "stop", "stopwatch", "watchdog")
+    __slots__ = ("caps", "idle", "live", "queue", "running", "stop", "stopwatch", "watchdog")
 
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
@@ -72,6 +73,7 @@ class _Pool:
         self.stop = threading.Event()  # ends the watchdog
         self.stopwatch = Stopwatch()
         self.watchdog: threading.Thread | None = None
+        self.caps: Any = None  # native pools capped while this run's threads compute (free-threaded)
 
 
 def _overdue_item(stopwatch: Stopwatch, worker: _Worker, now: float) -> int | None:
@@ -149,6 +151,7 @@ class ThreadAdapter(Adapter):
         with self._lock:
             if self._pool is None:
                 self._pool = _Pool()
+                self._pool.caps = cap_threads_here(self._max)
 
     def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
         """Queue the chunk; start a thread if none is idle and fewer than ``workers`` run."""
@@ -187,6 +190,8 @@ class ThreadAdapter(Adapter):
         if wait:
             self._join(pool)
         pool.stop.set()
+        if pool.caps is not None:
+            pool.caps.restore_original_limits()
         watchdog = pool.watchdog  # none starts after shutdown: submit refuses
         if watchdog is not None and watchdog is not threading.current_thread():
             watchdog.join()  # it sees stop within one poll interval (at most 0.25 s)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import helpers
 import pytest
@@ -78,3 +79,33 @@ def test_the_cap_is_in_place_when_a_worker_imports_the_main_module(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [f"['{_cap(2)}']", "None"]
+
+
+class _Limits:
+    """What threadpoolctl.threadpool_limits returns: the limit set, and a way back."""
+
+    applied: ClassVar[list[int | None]] = []
+
+    def __init__(self, limits: int | None = None) -> None:
+        _Limits.applied.append(limits)
+
+    def restore_original_limits(self) -> None:
+        _Limits.applied.append(None)
+
+
+@pytest.mark.parametrize("gil", [True, False])
+def test_thread_mode_caps_native_pools_only_without_the_gil(
+    monkeypatch: pytest.MonkeyPatch, gil: bool
+) -> None:
+    # threadpoolctl and a native pool stand in for numpy's (neither is a dependency): without the
+    # GIL, two threads computing at once each get cpus // 2 BLAS threads, restored at the end.
+    fake = type(sys)("threadpoolctl")
+    fake.threadpool_limits = _Limits  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    monkeypatch.setitem(sys.modules, "numexpr", type(sys)("numexpr"))
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: gil, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("PARMAP_LIMIT_THREADS", raising=False)
+    _Limits.applied = []
+    assert pmap(abs, [-1, -2, -3], mode="thread", workers=2) == [1, 2, 3]
+    assert _Limits.applied == ([] if gil else [max(1, available_cpus() // 2), None])
