@@ -183,22 +183,19 @@ class _Map:
         """Send the items of a new chunk that the journal has not recorded; replay the others."""
         assert self.journal is not None
         items, start = slot.chunk.items, slot.chunk.start
-        if self.key is None:
-            slot.keys = [str(start + i) for i in range(len(items))]
-        else:
+        if self.key is not None:
             slot.keys = [repr(self.key(item)) for item in items]
-        recorded = self.journal.recorded(slot.keys)
+        recorded = self.journal.recorded(start, slot.keys, len(items))
         if not recorded:
             self.submit(seq, 0, len(items))
             return
-        keys = slot.keys
-        for done, run in itertools.groupby(range(len(items)), key=lambda i: keys[i] in recorded):
+        for done, run in itertools.groupby(range(len(items)), key=recorded.__contains__):
             positions = list(run)
             if not done:
                 self.submit(seq, positions[0], len(positions))
                 continue
             future: Future[ChunkResult] = Future()
-            future.set_result(ChunkResult([recorded[keys[i]] for i in positions]))
+            future.set_result(ChunkResult([recorded[i] for i in positions]))
             slot.parts += 1
             self.owners[future] = seq
             self.replayed.add(future)
@@ -229,8 +226,9 @@ class _Map:
                 )
                 return True
             slot.tries[pos].pop()  # type: ignore[index]  # (the last is the error itself)
-        if self.journal is not None and slot.keys is not None:
-            self.journal.record(slot.keys[pos], slot.chunk.start + pos, exc, failed=True, tb=tb)
+        if self.journal is not None:
+            index = slot.chunk.start + pos
+            self.journal.fail(str(index) if slot.keys is None else slot.keys[pos], index, exc, tb)
         slot.fail(pos, exc, tb)
         return False
 
@@ -303,15 +301,16 @@ class _Map:
     def record(self, slot: Slot, offset: int, result: ChunkResult) -> None:
         """Write a part's results to the journal (failures: once final, see failed_item)."""
         assert self.journal is not None
-        assert slot.keys is not None
-        start = slot.chunk.start
-        for pos, value in enumerate(result.values):
-            if pos in result.failed:
+        values, keys, start = result.values, slot.keys, slot.chunk.start + offset
+        ends = sorted({-1, *result.failed, len(values)})  # runs of results between the failures
+        for before, after in itertools.pairwise(ends):
+            lo, hi = before + 1, after
+            if lo >= hi:
                 continue
-            error = self.journal.record(slot.keys[offset + pos], start + offset + pos, value, failed=False)
-            if error is not None:  # its result cannot be pickled: that item fails, the journal is intact
-                result.values[pos] = error
-                result.failed[pos] = None
+            part_keys = None if keys is None else keys[offset + lo : offset + hi]
+            for pos, error in self.journal.record(start + lo, part_keys, values[lo:hi]).items():
+                values[lo + pos] = error  # its result cannot be pickled: that item fails
+                result.failed[lo + pos] = None
 
     def budget(self) -> float:
         """Seconds a worker may spend on a part: short while nothing is known of the items' cost."""
@@ -403,7 +402,8 @@ def drive(
     try:
         if journal is not None:  # (first: a journal this map cannot use starts no worker)
             keys = "input index" if key is None else f"key {identity(key)}"
-            book = MapJournal(journal, fn=identity(job.fn) + (" (star)" if job.star else ""), keys=keys)
+            fn = identity(job.fn) + (" (star)" if job.star else "")
+            book = MapJournal(journal, fn=fn, keys=keys, keyed=key is not None)
         if use == "own":
             start()
         shared = started[0] if started else None
