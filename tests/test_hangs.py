@@ -212,8 +212,9 @@ def test_input_that_cannot_be_read_is_refused_before_any_worker(mode: str, lazy:
 
 def _opened(before: Snapshot, now: Snapshot) -> list[str]:
     """What descriptors opened since ``before`` point to, sockets left out: parmap opens none,
-    and a Dask client of an earlier test may reconnect at any moment. Nor those closed while
-    they were listed (their target reads "?"). Off Linux, without targets: the counts."""
+    and a Dask client of an earlier test may reconnect at any moment. Nor /proc files (a Dask
+    nanny's psutil reads its worker's), nor those closed while they were listed (their target
+    reads "?"). Off Linux, without targets: the counts."""
     if not now.fd_targets:
         return [] if now.fds <= before.fds else [f"{now.fds - before.fds} descriptors"]
     left = Counter(target for _, target in before.fd_targets)
@@ -221,7 +222,7 @@ def _opened(before: Snapshot, now: Snapshot) -> list[str]:
     for _, target in now.fd_targets:
         if left[target]:
             left[target] -= 1
-        elif not target.startswith("socket:") and target != "?":
+        elif not target.startswith(("socket:", "/proc/")) and target != "?":
             opened.append(target)
     return opened
 
