@@ -93,6 +93,9 @@ class Adapter(abc.ABC):
     #: initializer, ``lock=``, ``timeout=``, ``max_tasks_per_worker=``), for an adapter that
     #: may run items in the caller (auto: ``"process"``); None: it runs such calls itself.
     pool_mode: str | None = None
+    #: Whether it awaits coroutine functions (``async def`` fn): mode="async". The others refuse
+    #: them before anything starts (their calls would only make coroutine objects).
+    runs_coroutines: bool = False
 
     @classmethod
     def for_mode(

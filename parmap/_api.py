@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from contextlib import closing
-from typing import Any, Literal, TypedDict, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -16,16 +16,21 @@ else:  # importing typing_extensions costs ~8 ms
     from typing_extensions import Unpack
 
 from parmap._adapters import Adapter, ExecutorAdapter
+from parmap._coroutines import check_coroutine, is_coroutine_function
 from parmap._driver import Use, drive, input_length
 from parmap._job import Job
 from parmap._launch import default_start_method
+from parmap._map import Stop
 from parmap._options import check_journal, check_options, short
 from parmap._progress import progress_bar
 from parmap._registry import find_mode, known_modes, recycling_modes
 from parmap._retry import RetryOn, check_retries
 from parmap._worker import in_worker_process
 
-__all__ = ["Options", "pmap"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["Mode", "OnError", "Options", "pmap", "prepare"]
 
 log = logging.getLogger("parmap")
 
@@ -42,6 +47,7 @@ def _adapter_for(
     *,
     items: Iterable[Any] = (),
     pool_only: bool = False,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> tuple[Adapter, Use]:
     """The adapter for ``mode`` and how this call uses it (see :data:`parmap._driver.Use`).
 
@@ -71,6 +77,10 @@ def _adapter_for(
             f"concurrent.futures.Executor, got {mode!r}"
         )
         raise ValueError(msg)
+    if loop is not None and entry.runs_coroutines:
+        from parmap._async import AsyncAdapter  # noqa: PLC0415 - asyncio only for the maps that need it
+
+        return AsyncAdapter(workers, loop=loop), "own"
     return entry.make(workers, max_tasks, items), "own"
 
 
@@ -303,6 +313,81 @@ def pmap(
         InitializerError: the initializer raised, or ``fn`` could not be loaded in a worker;
             this ends the map whatever ``on_error`` says.
     """
+    batches, total = prepare(
+        fn,
+        items,
+        mode=mode,
+        workers=workers,
+        ordered=ordered,
+        callback=callback,
+        chunksize=chunksize,
+        star=star,
+        initializer=initializer,
+        initargs=initargs,
+        lock=lock,
+        on_error=on_error,
+        timeout=timeout,
+        progress=progress,
+        max_tasks_per_worker=max_tasks_per_worker,
+        retries=retries,
+        retry_on=retry_on,
+        retry_delay=retry_delay,
+        journal=journal,
+        key=key,
+        # An eager call without a callback runs no code of the caller's until it returns:
+        # nothing can change a list input meanwhile, so forked workers may read it from their copy.
+        fixed_input=not lazy and callback is None,
+        eager=not lazy,
+    )
+    if lazy:
+        return _stream(batches, callback, indexed=indexed, progress=progress, total=total)
+    out: list[Any] = []
+    with closing(batches), progress_bar(progress, total) as advance:
+        for start, values in batches:
+            delivered: list[Any] = list(enumerate(values, start)) if indexed else values
+            if callback is not None:
+                for value in delivered:
+                    callback(value)
+            out.extend(delivered)
+            if advance is not None:
+                advance(len(values))
+    return out
+
+
+def prepare(
+    fn: Callable[..., Any],
+    items: Iterable[Any],
+    *,
+    mode: Mode,
+    workers: int | None,
+    ordered: bool,
+    callback: Callable[[Any], object] | None,
+    chunksize: int | None,
+    star: bool,
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+    lock: object,
+    on_error: OnError,
+    timeout: float | None,
+    progress: object,
+    max_tasks_per_worker: int | None,
+    retries: int,
+    retry_on: RetryOn,
+    retry_delay: float,
+    journal: str | os.PathLike[str] | None,
+    key: Callable[[Any], object] | None,
+    fixed_input: bool,
+    eager: bool,
+    loop: asyncio.AbstractEventLoop | None = None,
+    stop: Stop | None = None,
+) -> tuple[Generator[tuple[int, list[Any]], None, None], int | None]:
+    """The driver's generator of ``(start, values)`` batches for a map, and the input's length.
+
+    Every option is checked here (bad input is refused before anything starts), and the
+    adapter picked. Shared by :func:`pmap` and :func:`parmap.amap`. ``loop``: the caller's
+    running loop, on which ``mode="async"`` runs the items (amap); ``stop``: ends the map
+    from another thread.
+    """
     timeout, initargs = check_options(
         fn=fn,
         callback=callback,
@@ -327,7 +412,12 @@ def pmap(
     except TypeError as exc:
         msg = f"items must be iterable, got {short(items)} ({type(items).__name__}): {exc}"
         raise TypeError(msg) from exc
-    adapter, use = _adapter_for(mode, workers, max_tasks_per_worker, items=items, pool_only=pool_only)
+    if mode == "auto" and is_coroutine_function(fn):
+        mode = "async"  # the one mode that can await fn
+    adapter, use = _adapter_for(
+        mode, workers, max_tasks_per_worker, items=items, pool_only=pool_only, loop=loop
+    )
+    check_coroutine(fn, runs_coroutines=adapter.runs_coroutines, mode=mode)
     if timeout is not None and not adapter.supports_timeout:
         msg = (
             f"timeout={timeout!r} cannot be enforced by {type(adapter).__name__}, which cannot interrupt fn: "
@@ -345,9 +435,6 @@ def pmap(
         timeout=timeout,
         lock=shared_lock,
     )
-    # An eager call without a callback runs no code of the caller's until it returns: nothing
-    # can change a list input meanwhile, so forked workers may read it from their copy.
-    fixed = not lazy and callback is None
     batches = drive(
         adapter,
         job,
@@ -356,26 +443,14 @@ def pmap(
         ordered=ordered,
         use=use,
         source=source,
-        fixed_input=fixed,
-        eager=not lazy,
+        fixed_input=fixed_input,
+        eager=eager,
         retries=retry,
         journal=journal,
         key=key,
+        stop=stop,
     )
-    total = input_length(items)
-    if lazy:
-        return _stream(batches, callback, indexed=indexed, progress=progress, total=total)
-    out: list[Any] = []
-    with closing(batches), progress_bar(progress, total) as advance:
-        for start, values in batches:
-            delivered: list[Any] = list(enumerate(values, start)) if indexed else values
-            if callback is not None:
-                for value in delivered:
-                    callback(value)
-            out.extend(delivered)
-            if advance is not None:
-                advance(len(values))
-    return out
+    return batches, input_length(items)
 
 
 def _stream(

@@ -31,7 +31,7 @@ from parmap._chunking import ChunkSizer
 from parmap._claims import claim, release
 from parmap._job import Job
 from parmap._journal import MapJournal, identity
-from parmap._map import MapState
+from parmap._map import MapState, Stop
 from parmap._retry import Retries
 from parmap._slot import deliver
 
@@ -81,6 +81,7 @@ def drive(
     retries: Retries | None = None,
     journal: str | os.PathLike[str] | None = None,
     key: Callable[[Any], object] | None = None,
+    stop: Stop | None = None,
 ) -> Generator[tuple[int, list[Any]], None, None]:
     """Run ``job`` over ``items`` on ``adapter``; yield ``(start, values)`` batches.
 
@@ -97,7 +98,9 @@ def drive(
     memory need not be bounded by chunks that wait for earlier ones. ``retries``: the policy
     for items that fail (None: none is tried again). ``journal``: the file that records the
     results, and from which a resumed map takes those already done; ``key``: how its items are
-    matched (None: by input index).
+    matched (None: by input index). ``stop``: set from another thread, it ends the map at its
+    next wait for a result (:class:`~parmap._map.MapStopped` is raised from here, after the
+    cleanup every way out has).
     """
     total = input_length(items)
     source = iter(items) if source is None else source  # first: bad input starts no worker
@@ -141,6 +144,7 @@ def drive(
             retries=retries,
             journal=book,
             key=key,
+            stop=stop,
         )
         yield from _run(state, source, ordered=ordered)
         clean = True

@@ -29,6 +29,7 @@ import heapq
 import itertools
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
@@ -45,7 +46,7 @@ from parmap._result import ChunkResult
 from parmap._retry import Retries
 from parmap._slot import Slot, explained
 
-__all__ = ["MapState"]
+__all__ = ["MapState", "MapStopped", "Stop"]
 
 log = logging.getLogger("parmap")
 
@@ -57,6 +58,41 @@ def _notify(
 ) -> None:
     """Done-callback: runs in whichever thread finished the future; only enqueues."""
     done.put((*key, future))
+
+
+class MapStopped(Exception):  # noqa: N818 - not an error: a request, carried out
+    """Raised in a map's driver when its :class:`Stop` was set: the driver's ``finally`` cleans up."""
+
+
+_STOP: Future[ChunkResult] = Future()  # put in a map's queue of finished parts: end the map
+
+
+class Stop:
+    """Ends a running map from another thread (``amap``'s consumer was cancelled or closed).
+
+    The map's driver waits on its queue of finished parts; a request puts a mark in that
+    queue, so the driver wakes at once and raises :class:`MapStopped` (no polling).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[int, int, int, Future[ChunkResult]]] | None = None
+        self.requested = False
+
+    def attach(self, done: queue.SimpleQueue[tuple[int, int, int, Future[ChunkResult]]]) -> None:
+        with self._lock:
+            self._queue = done
+            if self.requested:
+                done.put((-1, 0, 0, _STOP))
+
+    def set(self) -> None:
+        """Ask the map to end; it does at its next wait for a result (any thread)."""
+        with self._lock:
+            if self.requested:
+                return
+            self.requested = True
+            if self._queue is not None:
+                self._queue.put((-1, 0, 0, _STOP))
 
 
 class MapState:
@@ -75,6 +111,7 @@ class MapState:
         retries: Retries | None = None,
         journal: MapJournal | None = None,
         key: Callable[[Any], object] | None = None,
+        stop: Stop | None = None,
     ) -> None:
         self.adapter = adapter
         self.retries = retries
@@ -98,6 +135,8 @@ class MapState:
         self.done: queue.SimpleQueue[tuple[int, int, int, Future[ChunkResult]]] = queue.SimpleQueue()
         self.slots: dict[int, Slot] = {}
         self.owners: dict[Future[ChunkResult], int] = {}  # futures in flight -> their chunk
+        if stop is not None:
+            stop.attach(self.done)
 
     def fill(self, source: Iterator[Any], window: int) -> bool:
         """Read and submit chunks until ``window`` are in flight; False once the input is exhausted.
@@ -223,13 +262,15 @@ class MapState:
                 (t for t in (self.waiting[0][0] if self.waiting else None, flush) if t is not None),
                 default=None,
             )
-            if due is None:
-                return self.done.get()
             try:
-                return self.done.get(timeout=max(0.0, due - now))
+                got = self.done.get() if due is None else self.done.get(timeout=max(0.0, due - now))
             except queue.Empty:
                 if flush is not None and time.monotonic() >= flush:
                     self.journal.flush()  # type: ignore[union-attr]  # (results wait no longer than that)
+                continue
+            if got[3] is _STOP:
+                raise MapStopped
+            return got
 
     def absorb(
         self, seq: int, offset: int, size: int, future: Future[ChunkResult]

@@ -88,9 +88,10 @@ def _check_lock(lock: object) -> None:
     if lock is True or lock is False or lock is None:
         return
     kind = type(lock)
-    if not (hasattr(kind, "__enter__") and hasattr(kind, "__exit__")):
+    sync = hasattr(kind, "__enter__") and hasattr(kind, "__exit__")
+    if not sync and not (hasattr(kind, "__aenter__") and hasattr(kind, "__aexit__")):  # (asyncio.Lock)
         msg = (
-            f"lock must be True, False, None or a lock object (usable in a with statement), "
+            f"lock must be True, False, None or a lock object (usable in a with or async with statement), "
             f"got {short(lock)} ({kind.__name__})"
         )
         raise TypeError(msg)

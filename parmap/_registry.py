@@ -40,7 +40,7 @@ __all__ = [
 
 AdapterFactory = Callable[[int | None], Adapter]
 ENTRY_POINT_GROUP = "parmap.adapters"
-BUILTIN_MODES = ("serial", "thread", "process", "auto")
+BUILTIN_MODES = ("serial", "thread", "process", "auto", "async")
 
 
 class ModeEntry:
@@ -80,6 +80,10 @@ class ModeEntry:
         return self.adapter_class.starts_processes
 
     @property
+    def runs_coroutines(self) -> bool:
+        return self.adapter_class.runs_coroutines
+
+    @property
     def pool_mode(self) -> str | None:
         return self.adapter_class.pool_mode
 
@@ -95,13 +99,14 @@ def _make(name: str, workers: int | None) -> Adapter:
     return _table[name].make(workers, None, ())
 
 
-# The built-in modes' classes are imported with parmap (a first map pays no import); "dask"'s
-# module on first use.
+# The built-in modes' classes are imported with parmap (a first map pays no import); "async"'s
+# and "dask"'s modules on first use.
 _table: dict[str, ModeEntry] = {
     "serial": ModeEntry("serial", SerialAdapter),
     "thread": ModeEntry("thread", ThreadAdapter),
     "process": ModeEntry("process", ProcessAdapter),
     "auto": ModeEntry("auto", AutoAdapter),
+    "async": ModeEntry("async", where="parmap._async:AsyncAdapter"),  # (imports asyncio)
     "dask": ModeEntry("dask", where="parmap._dask:DaskAdapter"),
 }
 
@@ -110,8 +115,9 @@ def register_adapter(name: str, factory: AdapterFactory) -> None:
     """Make ``pmap(..., mode=name)`` run on ``factory(workers)``.
 
     Args:
-        name: the mode's name; the built-in ``"serial"``, ``"thread"``, ``"process"`` and
-            ``"auto"`` cannot be replaced. Registering a name again replaces the earlier factory.
+        name: the mode's name; the built-in ``"serial"``, ``"thread"``, ``"process"``,
+            ``"auto"`` and ``"async"`` cannot be replaced. Registering a name again replaces
+            the earlier factory.
         factory: called in the caller's thread with the ``workers=`` given to ``pmap`` (None
             for the default) and returns a new, unstarted :class:`Adapter` that ``pmap`` starts
             and shuts down. An :class:`Adapter` subclass whose first argument is ``workers`` will do.

@@ -6,6 +6,7 @@ executor's worker or (serial mode) the caller's thread.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import threading
 import time
@@ -18,7 +19,15 @@ from parmap._errors import InitializerError, LockUnavailableError, Serialization
 from parmap._job import Job
 from parmap._result import ChunkResult, format_exception
 
-__all__ = ["INHERITED_LOCK", "attempt", "enter_worker_process", "in_worker_process", "lock", "run_chunk"]
+__all__ = [
+    "INHERITED_LOCK",
+    "attempt",
+    "enter_worker_process",
+    "in_worker_process",
+    "item_context",
+    "lock",
+    "run_chunk",
+]
 
 #: ``Job.lock`` value meaning "the lock this worker process received when it was started".
 INHERITED_LOCK = "parmap:inherited-lock"
@@ -29,6 +38,9 @@ _BLOCK_SECONDS = 0.001
 _MAX_BLOCK = 1024
 
 _local = threading.local()
+# An item of mode="async" runs as a task on an event loop's thread, among many others: its
+# lock and try number live in the task's context, not in the thread.
+item_context: contextvars.ContextVar[tuple[Any, int]] = contextvars.ContextVar("parmap_item")
 _in_worker_process = False
 _inherited_lock: Any = None
 
@@ -46,7 +58,8 @@ def lock() -> Any:
     Raises:
         LockUnavailableError: no ``pmap(..., lock=...)`` call runs this code.
     """
-    current = getattr(_local, "lock", None)
+    in_task = item_context.get(None)
+    current = getattr(_local, "lock", None) if in_task is None else in_task[0]
     if current is None:
         msg = (
             "parmap.lock() is only available inside fn (or the initializer) of a pmap(..., lock=True) call; "
@@ -62,7 +75,8 @@ def attempt() -> int:
     Retries come with ``pmap(..., retries=N)``. Outside ``fn`` (or in a map without retries)
     it returns 1.
     """
-    return int(getattr(_local, "attempt", 1))
+    in_task = item_context.get(None)
+    return int(getattr(_local, "attempt", 1) if in_task is None else in_task[1])
 
 
 def in_worker_process() -> bool:

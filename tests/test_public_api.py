@@ -17,13 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_all_is_complete_and_sorted() -> None:
     public = {
         name
-        for name, value in vars(parmap).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(parmap)  # (with the names imported on first use: amap, AsyncMap, AsyncAdapter)
+        if not name.startswith("_") and not isinstance(getattr(parmap, name), types.ModuleType)
     }
     assert public == set(parmap.__all__) - {"__version__"}
     assert list(parmap.__all__) == sorted(parmap.__all__)
     for name in parmap.__all__:
         assert hasattr(parmap, name), name
+
+
+def test_importing_parmap_does_not_import_asyncio() -> None:
+    # asyncio costs ~10 ms at import: only the async API (amap, mode="async") pays for it.
+    code = "import sys, parmap; print('asyncio' in sys.modules, parmap.amap.__module__, 'asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "parmap._amap", "True"]
 
 
 def test_public_objects_have_docstrings() -> None:
