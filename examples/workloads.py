@@ -193,6 +193,34 @@ def fetch(url: str) -> int:
         return len(response.read())
 
 
+async def afetch(url: str) -> int:
+    """``fetch`` for async code: GET ``url`` (127.0.0.1 only) over asyncio streams; the body's length.
+
+    Standard library only (HTTP/1.0, one connection per request), so that the async examples
+    need no HTTP client package; real code would use an async client such as aiohttp or httpx.
+    """
+    import asyncio  # noqa: PLC0415 - only the async examples pay for it
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or parts.hostname != _HOST or parts.port is None:
+        msg = f"afetch only contacts http://{_HOST}:PORT, got {url!r}"
+        raise ValueError(msg)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(_HOST, parts.port), 10)
+    try:
+        writer.write(f"GET {parts.path or '/'} HTTP/1.0\r\nHost: {_HOST}\r\n\r\n".encode())
+        await writer.drain()
+        response = await asyncio.wait_for(reader.read(), 10)  # HTTP/1.0: the server closes at the end
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1:2]
+    if status != [b"200"]:
+        msg = f"GET {url}: {head.splitlines()[0].decode(errors='replace') if head else 'no response'}"
+        raise OSError(msg)
+    return len(body)
+
+
 # --- the four workloads together, as the demo and the benchmark run them -----------------------
 
 
