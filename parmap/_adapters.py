@@ -84,6 +84,9 @@ class Adapter(abc.ABC):
     #: The most items a chunk may hold (None: no limit); a pool that recycles workers after N
     #: items sets N, so that no worker ever has to run more than N.
     max_chunk: int | None = None
+    #: Items in each chunk until the cost of an item is known. One spreads a few heavy items
+    #: over every worker; an adapter that runs a chunk's items at the same time may ask more.
+    first_chunk: int = 1
     #: Whether the mode honours ``max_tasks_per_worker`` (it replaces a worker after N items).
     recycles_workers: bool = False
     #: Whether its workers are processes from a start method: ``PARMAP_START_METHOD`` is then

@@ -33,6 +33,7 @@ class ChunkSizer:
     __slots__ = (
         "_budgeted",
         "_ceiling",
+        "_first",
         "_fixed",
         "_items",
         "_last",
@@ -52,8 +53,10 @@ class ChunkSizer:
         total: int | None = None,
         limit: int | None = None,
         budgeted: bool = False,
+        first: int = 1,
     ) -> None:
         self._fixed = fixed
+        self._first = max(1, first)  # the size of chunks before any is measured
         self._budgeted = budgeted
         self._workers = max(1, workers)
         self._target = target
@@ -80,7 +83,7 @@ class ChunkSizer:
         if self._fixed is not None:
             size = self._fixed
         elif self._items == 0:
-            size = 1
+            size = self._first
             if self._budgeted and self._remaining is not None:
                 size = max(1, self._remaining // (2 * self._workers))
         else:

@@ -132,6 +132,7 @@ def drive(
             total=total,
             limit=adapter.max_chunk,
             budgeted=budgeted,
+            first=adapter.first_chunk,
         )
         state = MapState(
             adapter,
