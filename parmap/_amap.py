@@ -19,10 +19,10 @@ if sys.version_info >= (3, 11):
 else:  # importing typing_extensions costs ~8 ms
     from typing_extensions import Unpack
 
-from parmap._api import Mode, OnError, Options, prepare
 from parmap._async_results import AsyncMap
 from parmap._coroutines import is_coroutine_function
 from parmap._map import Stop
+from parmap._plan import Mode, OnError, Options, prepare
 from parmap._retry import RetryOn
 
 __all__ = ["amap"]
