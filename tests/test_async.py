@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from conftest import Snapshot, assert_no_leaks
 from helpers import square
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import parmap
 from parmap import ItemTimeoutError, amap, pmap
@@ -255,9 +257,35 @@ def test_every_way_out_of_an_async_mode_map_leaves_nothing(way: str) -> None:
     assert_no_leaks(before)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    items=st.lists(st.integers(-1000, 1000), max_size=60),
+    ordered=st.booleans(),
+    chunksize=st.none() | st.integers(1, 9),
+    workers=st.integers(1, 40),
+    indexed=st.booleans(),
+)
+def test_async_mode_and_amap_give_what_builtin_map_gives(
+    items: list[int], ordered: bool, chunksize: int | None, workers: int, indexed: bool
+) -> None:
+    doubled = [2 * x for x in items]
+    expected: list[Any] = list(enumerate(doubled)) if indexed else doubled
+    options: dict[str, Any] = {"ordered": ordered, "chunksize": chunksize, "workers": workers}
+    options["indexed"] = indexed
+    got = pmap(double, items, mode="async", **options)
+
+    async def both() -> tuple[list[Any], list[Any]]:
+        return await amap(double, items, **options), [r async for r in amap(double, items, **options)]
+
+    awaited, iterated = run(both())
+    for result in (got, awaited, iterated):
+        assert (result if ordered else sorted(result)) == (expected if ordered else sorted(expected))
+
+
 # -- amap ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_amap_awaited_gives_the_list_and_iterated_each_result() -> None:
     async def main() -> tuple[list[int], list[int], list[int]]:
         awaited = await amap(double, range(100))
@@ -270,7 +298,7 @@ def test_amap_awaited_gives_the_list_and_iterated_each_result() -> None:
     assert in_process == [x * x for x in range(1000)]
 
 
-@pytest.mark.parametrize("mode", ["thread", "process", "serial"])
+@pytest.mark.parametrize("mode", ["thread", pytest.param("process", marks=pytest.mark.process), "serial"])
 def test_amap_runs_plain_functions_in_every_mode(mode: str) -> None:
     async def main() -> list[Any]:
         return await amap(square, range(50), mode=mode, indexed=True)
@@ -337,6 +365,7 @@ def test_a_slow_async_consumer_holds_the_map_back() -> None:
     run(main())
 
 
+@pytest.mark.process
 def test_the_loop_stays_responsive_during_a_200k_item_process_map() -> None:
     """A heartbeat's worst lag stays under 20 ms while async for consumes a process map.
 
@@ -374,7 +403,7 @@ def test_the_loop_stays_responsive_during_a_200k_item_process_map() -> None:
     assert min(lags) < 0.020, f"worst heartbeat lags: {[f'{lag * 1000:.1f} ms' for lag in lags]}"
 
 
-@pytest.mark.parametrize("mode", ["async", "process", "thread"])
+@pytest.mark.parametrize("mode", ["async", pytest.param("process", marks=pytest.mark.process), "thread"])
 @pytest.mark.parametrize("how", ["cancel", "timeout"])
 def test_cancelling_the_consumer_stops_the_map_and_leaves_nothing(mode: str, how: str) -> None:
     started = threading.Event()
@@ -411,7 +440,7 @@ def test_cancelling_the_consumer_stops_the_map_and_leaves_nothing(mode: str, how
     run(main())
 
 
-@pytest.mark.parametrize("mode", ["async", "process"])
+@pytest.mark.parametrize("mode", ["async", pytest.param("process", marks=pytest.mark.process)])
 def test_leaving_an_async_for_early_leaves_nothing(mode: str) -> None:
     async def main() -> None:
         before = Snapshot.take()
