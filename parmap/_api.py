@@ -255,7 +255,9 @@ def pmap(
         items: any iterable, including generators and unbounded iterators; it is read only as
             far as the chunks in flight need.
         mode: ``"process"`` (default; CPU-bound work), ``"thread"`` (I/O-bound work),
-            ``"serial"`` (the caller's thread: debugging, tiny inputs), ``"auto"`` (runs the
+            ``"serial"`` (the caller's thread: debugging, tiny inputs), ``"async"`` (``fn`` is
+            a coroutine function, ``async def``: many items awaited at once on an event loop
+            of its own; from async code use :func:`parmap.amap`), ``"auto"`` (runs the
             first items in the caller for a few ms, then picks one of those three from their
             cost and CPU share; with ``initializer``, ``lock``, ``timeout`` or
             ``max_tasks_per_worker`` it is ``"process"``), an :class:`Adapter`
@@ -263,6 +265,7 @@ def pmap(
             ``concurrent.futures.Executor`` you own (borrowed: never shut down by pmap).
         workers: how many workers; default: the CPUs this process may use (process mode) or
             CPUs + 4, at most 32 (thread mode). ``PARMAP_WORKERS`` overrides the default.
+            In async mode: how many items may be in flight at once (default 100).
         ordered: True: results in input order. False: in completion order.
         callback: called with each result in the caller's thread, in delivery order, never
             concurrently with itself; an exception in it stops the map and propagates.

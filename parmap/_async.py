@@ -311,7 +311,6 @@ def _on(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
-    asyncio.set_event_loop(loop)
     loop.call_soon(ready.set)
     loop.run_forever()
 
