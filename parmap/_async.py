@@ -159,6 +159,12 @@ class AsyncAdapter(Adapter):
             if loop is None:
                 msg = "AsyncAdapter.submit() called when the adapter is not running"
                 raise RuntimeError(msg)
+            if self._given is not None and _on(loop):  # the map would wait for what only it could run
+                msg = (
+                    "a map was called on the thread that runs the event loop of its AsyncAdapter, which "
+                    "it would block: from async code, use parmap.amap"
+                )
+                raise RuntimeError(msg)
             self._incoming.append(_Run(job, chunk, future))
             self._idle.clear()
             wake, self._woken = not self._woken, True
@@ -184,6 +190,11 @@ class AsyncAdapter(Adapter):
         except RuntimeError:  # the caller's loop is closed: nothing of ours can run there any more
             pass
         if thread is not None:
+            for closing in (loop.shutdown_asyncgens, loop.shutdown_default_executor):
+                try:  # (fn's async generators, and loop.run_in_executor(None, ...)'s threads)
+                    asyncio.run_coroutine_threadsafe(closing(), loop).result(_GRACE_SECONDS)
+                except Exception:  # noqa: PERF203 - the loop stops all the same
+                    log.warning("parmap: mode='async' could not close its loop cleanly", exc_info=True)
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()

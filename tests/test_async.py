@@ -471,3 +471,23 @@ def test_an_async_crawler_against_a_local_server() -> None:
         assert run(main()) == [fetch(url) for url in urls]
     finally:
         stop()
+
+
+def test_a_sync_map_on_the_thread_of_its_adapters_loop_is_refused_not_hung() -> None:
+    async def main() -> None:
+        pool = parmap.AsyncAdapter(4, loop=asyncio.get_running_loop())
+        with pytest.raises(RuntimeError, match=r"use parmap\.amap"):
+            pmap(double, [1, 2], mode=pool)
+        assert await amap(double, [1, 2], mode=pool) == [2, 4]
+
+    run(main())
+
+
+def test_the_loop_of_a_sync_async_mode_map_closes_fns_executor_threads() -> None:
+    before = Snapshot.take()
+
+    async def in_executor(x: int) -> int:
+        return await asyncio.get_running_loop().run_in_executor(None, square, x)
+
+    assert pmap(in_executor, range(20), mode="async") == [x * x for x in range(20)]
+    assert_no_leaks(before)
