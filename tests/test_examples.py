@@ -117,6 +117,14 @@ def test_crawler() -> None:
     assert "pmap mode='thread' workers=3" in out
 
 
+def test_async_crawler() -> None:
+    out = _run("examples/async_crawler.py", "--pages", "6", "--delay", "0.01", "--workers", "3")
+    assert "6 pages of 10 ms each" in out
+    assert "amap(afetch) mode='async' workers=3 " in out
+    assert "worst lag" in out
+    assert "same byte count for every page as fetch: yes" in out
+
+
 @pytest.mark.parametrize("mode", ["thread", pytest.param("process", marks=pytest.mark.process)])
 def test_as_completed(mode: str) -> None:
     out = _run("examples/as_completed.py", "--mode", mode, "--scale", "0.2")
