@@ -185,8 +185,11 @@ def amap(
         An :class:`AsyncMap`: awaitable (the list of results) and an async iterator (each
         result as it comes; a slow consumer holds back the map, which then reads no more
         input). The map starts at the first ``await`` or ``async for`` step. Cancelling the
-        task that consumes it (``task.cancel()``, ``asyncio.timeout``) stops the map: its
-        workers end, and nothing is left once the cancellation has been raised.
+        task that consumes it (``task.cancel()``, ``asyncio.timeout``) stops the map: by the
+        time the cancellation is raised, its worker processes are stopped, its coroutines
+        cancelled and its own thread gone (thread workers, which cannot be stopped, end after
+        the item they run). ``asyncio.create_task`` needs a coroutine: wrap the ``await``
+        in an ``async def``, or use ``asyncio.ensure_future``.
 
     Raises:
         RuntimeError: called outside a running event loop (use :func:`pmap`).

@@ -43,7 +43,7 @@ DEFAULT_IN_FLIGHT = 100
 # bounded for a stream, while cheap items still share one round trip with the driver.
 _MAX_CHUNK = 256
 # How long shutdown(cancel=True) waits for cancelled coroutines to end before leaving them.
-_GRACE_SECONDS = 5.0
+_GRACE_SECONDS = 2.0
 
 
 class _Run:

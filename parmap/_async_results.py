@@ -267,7 +267,7 @@ class AsyncMap(Generic[R]):
         return value  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
-        """Stop the map now: its workers end, and nothing is left once this returns."""
+        """Stop the map now; once this returns, its processes and coroutines are stopped, its thread gone."""
         self._batches = None
         await self._end()
 

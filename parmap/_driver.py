@@ -21,9 +21,12 @@ writes what the journal holds.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import types
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import wait
 from typing import Any, Literal, cast
 
 from parmap._adapters import Adapter
@@ -33,7 +36,7 @@ from parmap._job import Job
 from parmap._journal import MapJournal, identity
 from parmap._map import MapState, Stop
 from parmap._retry import Retries
-from parmap._slot import deliver
+from parmap._slot import Slot, deliver
 
 __all__ = ["Use", "drive", "input_length"]
 
@@ -169,6 +172,7 @@ def _run(
     window = 2 * state.adapter.workers
     keep_going = state.job.keep_going
     exhausted = False
+    checked = state.adapter.runs_coroutines  # (there, fn's coroutines are awaited)
     while True:
         exhausted = exhausted or not state.fill(source, window)
         if not state.slots:
@@ -176,9 +180,34 @@ def _run(
         seq, slot = state.absorb(*state.next_done())
         if slot is None:
             continue
+        if not checked and slot.values:
+            checked = True  # the first result tells: fn returns coroutines, or it does not
+            if isinstance(slot.values[0], types.CoroutineType):
+                raise _coroutine_results(state, slot)
         if slot.failed and not keep_going:
             exhausted = True  # the map ends at this failure: read no more input
             if ordered:
                 state.drop_after(seq)
         for ready in state.deliverable(seq, slot, ordered=ordered):
             yield from deliver(ready, keep_going=keep_going)
+
+
+def _coroutine_results(state: MapState, slot: Slot) -> TypeError:
+    """The error for a plain fn that returns coroutines (a lambda around an ``async def``).
+
+    Those coroutines would never run: they are closed here, none left to warn "never awaited".
+    """
+    values = [held.values for held in state.slots.values()]
+    running = [future for future in state.owners if not future.cancel()]  # (those not started never run)
+    wait(running, timeout=5)  # making a coroutine takes no time: these end at once
+    values += [f.result().values for f in running if f.done() and f.exception() is None]
+    for value in itertools.chain.from_iterable(values):
+        if isinstance(value, types.CoroutineType):
+            value.close()
+    name = getattr(state.job.fn, "__qualname__", None) or repr(state.job.fn)
+    msg = (
+        f"fn {name} returned a coroutine (item {slot.chunk.start} of the input), which "
+        f"{type(state.adapter).__name__} cannot await: make fn itself an async def (a lambda around "
+        "one: use functools.partial of the async def) and use mode='async', or parmap.amap"
+    )
+    return TypeError(msg)

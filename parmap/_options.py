@@ -6,6 +6,7 @@ import math
 import os
 from typing import Any
 
+from parmap._coroutines import is_coroutine_function
 from parmap._progress import check_progress
 
 __all__ = ["ON_ERROR", "check_journal", "check_options", "short"]
@@ -30,6 +31,12 @@ def check_options(
     """Refuse a bad option with an error that names it; ``timeout`` and ``initargs`` normalised."""
     _callable("fn", fn, optional=False)
     _callable("callback", callback)
+    if callback is not None and is_coroutine_function(callback):
+        msg = (
+            f"callback {getattr(callback, '__qualname__', callback)!r} is a coroutine function: a callback "
+            "is called, not awaited, so it would never run; make it a plain function (it may start a task)"
+        )
+        raise TypeError(msg)
     _callable("initializer", initializer)
     _positive("workers", workers)
     _positive("chunksize", chunksize)

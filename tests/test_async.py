@@ -9,6 +9,7 @@ import itertools
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -491,3 +492,26 @@ def test_the_loop_of_a_sync_async_mode_map_closes_fns_executor_threads() -> None
 
     assert pmap(in_executor, range(20), mode="async") == [x * x for x in range(20)]
     assert_no_leaks(before)
+
+
+def test_a_plain_fn_that_returns_coroutines_is_an_error_at_its_first_result() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no "coroutine was never awaited": each one is closed)
+        for mode in ("thread", "serial"):
+            with pytest.raises(TypeError, match=r"returned a coroutine \(item 0 .*functools\.partial"):
+                pmap(lambda x: double(x), range(20), mode=mode)  # noqa: PLW0108 - the point
+        gc.collect()
+
+
+def test_an_async_callback_is_refused_at_once() -> None:
+    async def note(_: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"callback .* is a coroutine function"):
+        pmap(square, [1], mode="thread", callback=note)
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match=r"callback .* is a coroutine function"):
+            amap(double, [1], callback=note)
+
+    run(main())
