@@ -26,12 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import hashlib
 import importlib.metadata
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -44,6 +42,7 @@ _EXAMPLES = str(HERE.parent / "examples")
 if _EXAMPLES not in sys.path:
     sys.path.insert(0, _EXAMPLES)
 
+from _git import git_state  # noqa: E402 - sys.path above
 from workloads import afetch, positive_int, start_server  # type: ignore[import-not-found]  # noqa: E402 - sys.path above
 
 import parmap  # noqa: E402
@@ -183,6 +182,24 @@ def time_table(
     return rows, medians
 
 
+def async_variants(
+    fn: Callable[[Any], Awaitable[Any]], items: list[Any], limit: int, reference: str, *, label: str = ""
+) -> dict[str, Variant]:
+    """The four ways to run ``fn`` over ``items`` with ``limit`` in flight, the reference among them."""
+    return {
+        f"await amap({label}workers={limit})": timed_in_loop(
+            lambda: parmap.amap(fn, items, mode="async", workers=limit)
+        ),
+        reference: timed_in_loop(lambda: gather_limited(fn, items, limit)),
+        f'pmap({label}mode="async", workers={limit}), sync caller': timed_sync(
+            lambda: pmap(fn, items, mode="async", workers=limit)
+        ),
+        f"async for over amap({label}workers={limit})": timed_in_loop(
+            lambda: collect(parmap.amap(fn, items, mode="async", workers=limit))
+        ),
+    }
+
+
 # --- 1. sleep ----------------------------------------------------------------------------------
 
 
@@ -190,18 +207,7 @@ def bench_sleep(sizes: Sizes, rounds: int) -> tuple[list[str], bool]:
     n, limit = sizes.sleep_items, sizes.sleep_in_flight
     items = list(range(n))
     reference = f"gather + Semaphore({limit})"
-    variants: dict[str, Variant] = {
-        f"await amap(workers={limit})": timed_in_loop(
-            lambda: parmap.amap(nap, items, mode="async", workers=limit)
-        ),
-        reference: timed_in_loop(lambda: gather_limited(nap, items, limit)),
-        f'pmap(mode="async", workers={limit}), sync caller': timed_sync(
-            lambda: pmap(nap, items, mode="async", workers=limit)
-        ),
-        f"async for over amap(workers={limit})": timed_in_loop(
-            lambda: collect(parmap.amap(nap, items, mode="async", workers=limit))
-        ),
-    }
+    variants = async_variants(nap, items, limit, reference)
     rows, medians = time_table(interleaved(variants, rounds), items, reference)
     ideal = -(-n // limit) * NAP
     ratio = medians[f"await amap(workers={limit})"] / medians[reference]
@@ -230,18 +236,7 @@ def bench_crawler(sizes: Sizes, rounds: int) -> list[str]:
         urls = [f"{base}/page/{i}" for i in range(pages)]
         expected = asyncio.run(gather_limited(afetch, urls, limit))  # also warms the server up
         reference = f"gather + Semaphore({limit})"
-        variants: dict[str, Variant] = {
-            f"await amap(afetch, workers={limit})": timed_in_loop(
-                lambda: parmap.amap(afetch, urls, mode="async", workers=limit)
-            ),
-            reference: timed_in_loop(lambda: gather_limited(afetch, urls, limit)),
-            f'pmap(afetch, mode="async", workers={limit}), sync caller': timed_sync(
-                lambda: pmap(afetch, urls, mode="async", workers=limit)
-            ),
-            f"async for over amap(afetch, workers={limit})": timed_in_loop(
-                lambda: collect(parmap.amap(afetch, urls, mode="async", workers=limit))
-            ),
-        }
+        variants = async_variants(afetch, urls, limit, reference, label="afetch, ")
         rows, _ = time_table(interleaved(variants, rounds), expected, reference)
     finally:
         stop()
@@ -357,24 +352,6 @@ def bench_lag(sizes: Sizes, rounds: int) -> list[str]:
 # --- the header --------------------------------------------------------------------------------
 
 
-def _git_state() -> str:
-    """The commit measured, and a short hash of any uncommitted changes to parmap/."""
-
-    def git(*args: str) -> str:
-        command = ["git", "-C", str(HERE.parent), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        changes = git("status", "--porcelain", "parmap") + git("diff", "HEAD", "--", "parmap")
-    except (OSError, subprocess.CalledProcessError):
-        return "not a git checkout"
-    if not changes.strip():
-        return f"git {commit}"
-    digest = hashlib.blake2b(changes.encode(), digest_size=4).hexdigest()
-    return f"git {commit} with uncommitted changes to parmap/ (diff {digest})"
-
-
 def _version(name: str) -> str:
     try:
         return importlib.metadata.version(name)
@@ -399,7 +376,7 @@ def header(rounds: int, quick: bool) -> list[str]:
         f"- **cores**: {os.cpu_count()} logical, {usable} usable",
         f"- **os**: {platform.platform()}",
         f"- **python**: {platform.python_implementation()} {platform.python_version()}",
-        f"- **parmap**: {_version('parmap')} ({_git_state()})",
+        f"- **parmap**: {_version('parmap')} ({git_state()})",
         f"- **start method of process maps**: {os.environ.get('PARMAP_START_METHOD')}",
         f"- **load average at start**: {_load()}",
     ]

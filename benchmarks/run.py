@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -42,6 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "examples")]
 
+from _git import git_state  # noqa: E402 - sys.path above
 from _one import START_METHOD_ENV as BENCH_START_METHOD_ENV  # noqa: E402 - sys.path above
 from _one import TOOLS, WORKLOADS, Tool, Workload  # noqa: E402
 from _svg import bar_chart  # noqa: E402
@@ -420,24 +420,6 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def _git_state() -> str:
-    """The commit measured, and a short hash of any uncommitted changes to parmap/."""
-
-    def git(*args: str) -> str:
-        command = ["git", "-C", str(HERE.parent), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        changes = git("status", "--porcelain", "parmap") + git("diff", "HEAD", "--", "parmap")
-    except (OSError, subprocess.CalledProcessError):
-        return "not a git checkout"
-    if not changes.strip():
-        return f"git {commit}"
-    digest = hashlib.blake2b(changes.encode(), digest_size=4).hexdigest()
-    return f"git {commit} with uncommitted changes to parmap/ (diff {digest})"
-
-
 def _parmap_start_method() -> str:
     if os.environ.get(PARMAP_START_METHOD_ENV):
         return os.environ[PARMAP_START_METHOD_ENV]
@@ -468,7 +450,7 @@ def describe_machine(note: str) -> dict[str, str]:
         "ram": f"{_ram_gib():.1f} GiB",
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "parmap": f"{_version('parmap')} ({_git_state()})",
+        "parmap": f"{_version('parmap')} ({git_state()})",
         "start methods": f"pmap: {_parmap_start_method()}; stdlib: {multiprocessing.get_start_method()}",
         "peers": ", ".join(f"{name} {_version(name)}" for name in PEERS),
         "load average at start": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
@@ -600,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         run_plan(plan)
         load = os.getloadavg()
         machine["load average at end"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-        if (state := _git_state()) not in machine["parmap"]:  # parmap/ changed during the run
+        if (state := git_state()) not in machine["parmap"]:  # parmap/ changed during the run
             machine["parmap at end"] = state
         machine["wall time of the whole run"] = f"{time.perf_counter() - began:.0f} s"
         sizes = {w.name: w.quick if args.quick else w.full for w in plan.workloads}
