@@ -25,6 +25,7 @@ import collections
 import logging
 import threading
 import types
+import warnings
 from collections.abc import Callable, Generator
 from contextlib import ExitStack
 from typing import Any, Generic, TypeVar
@@ -158,6 +159,12 @@ class AsyncMap(Generic[R]):
         feeder = self.__dict__.get("_feeder")
         if feeder is not None and not self.__dict__.get("_done", True):
             feeder.stop()  # (the thread ends on its own; nothing here may wait)
+        elif self.__dict__.get("_batches") is not None:  # as Python says of a coroutine never awaited
+            warnings.warn(
+                "an amap(...) was never awaited nor iterated: its map never ran (await it, or async for)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _begin(self, *, bounded: bool) -> _Feeder:
         if self._batches is None:

@@ -498,7 +498,7 @@ def test_a_plain_fn_that_returns_coroutines_is_an_error_at_its_first_result() ->
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no "coroutine was never awaited": each one is closed)
         for mode in ("thread", "serial"):
-            with pytest.raises(TypeError, match=r"returned a coroutine \(item 0 .*functools\.partial"):
+            with pytest.raises(TypeError, match=r"returned a coroutine \(item \d+ .*functools\.partial"):
                 pmap(lambda x: double(x), range(20), mode=mode)  # noqa: PLW0108 - the point
         gc.collect()
 
@@ -513,5 +513,17 @@ def test_an_async_callback_is_refused_at_once() -> None:
     async def main() -> None:
         with pytest.raises(TypeError, match=r"callback .* is a coroutine function"):
             amap(double, [1], callback=note)
+
+    run(main())
+
+
+def test_an_amap_never_awaited_says_so() -> None:
+    async def main() -> None:
+        with pytest.warns(RuntimeWarning, match="never awaited nor iterated"):
+            amap(double, [1, 2])  # (dropped at once: CPython collects it here)
+        closed = amap(double, [1, 2])
+        await closed.aclose()  # closed unused: no warning
+        del closed
+        gc.collect()
 
     run(main())
