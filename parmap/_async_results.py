@@ -26,9 +26,9 @@ import logging
 import threading
 import types
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from contextlib import ExitStack
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from parmap._map import MapStopped, Stop
 from parmap._progress import progress_bar
@@ -120,13 +120,15 @@ class _Feeder:
         self._arrive(_END)  # (a consumer still waiting wakes: the map has ended)
 
 
-class AsyncMap(Generic[R]):
+class AsyncMap(Coroutine[Any, Any, list[R]], AsyncIterator[R]):
     """What :func:`parmap.amap` returns: awaitable (the list of results) and an async iterator.
 
     ``await`` it for the list, or ``async for`` over it for each result as it comes; use it
-    once, one way. The map starts at the first ``await`` or ``async for`` step. To leave an ``async for``
-    early, close it: ``async with amap(...) as results:`` (or ``await results.aclose()``);
-    a map dropped unclosed is stopped when it is garbage-collected.
+    once, one way. It is a coroutine too (``asyncio.create_task(amap(...))`` works): as a
+    task, it gives the list. The map starts at the first ``await`` or ``async for`` step.
+    To leave an ``async for`` early, close it: ``async with amap(...) as results:`` (or
+    ``await results.aclose()``); a map dropped unclosed is stopped when it is
+    garbage-collected.
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class AsyncMap(Generic[R]):
         self._next = 0  # position in _current of the next result
         self._since_yield = 0
         self._done = False
+        self._coroutine: Coroutine[Any, Any, list[R]] | None = None
 
     def __del__(self) -> None:
         feeder = self.__dict__.get("_feeder")
@@ -185,6 +188,11 @@ class AsyncMap(Generic[R]):
             while not feeder.buffer:
                 feeder.waiter = self._loop.create_future()
                 await feeder.waiter
+        except GeneratorExit:  # closed as a coroutine (close()): nothing may be awaited now
+            self._done = True
+            feeder.stop()
+            self._bar.close()
+            raise
         except BaseException:
             await self._end()
             raise
@@ -224,6 +232,31 @@ class AsyncMap(Generic[R]):
 
     def __await__(self) -> Generator[Any, None, list[R]]:
         return self._collect().__await__()
+
+    # As a coroutine (a task's): the one collecting run, made on the first send.
+
+    def _as_coroutine(self) -> Coroutine[Any, Any, list[R]]:
+        if self._coroutine is None:
+            self._coroutine = self._collect()
+        return self._coroutine
+
+    def send(self, value: Any, /) -> Any:
+        """Run the map until its next wait (what a task does with a coroutine)."""
+        return self._as_coroutine().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: types.TracebackType | None = None, /) -> Any:
+        """Raise an exception at the map's wait (a task's cancellation)."""
+        if val is None and tb is None:
+            return self._as_coroutine().throw(typ)
+        exc = val if isinstance(val, BaseException) else typ(val)
+        return self._as_coroutine().throw(exc.with_traceback(tb) if tb is not None else exc)
+
+    def close(self) -> None:
+        """Close it as a coroutine: a running map is told to stop (it ends in the background)."""
+        if self._coroutine is not None:
+            self._coroutine.close()
+        elif self._batches is not None:  # never started: nothing ran, nothing to say
+            self._batches = None
 
     async def _collect(self) -> list[R]:
         feeder = self._begin(bounded=False)

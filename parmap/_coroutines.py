@@ -34,6 +34,7 @@ def check_coroutine(fn: Callable[..., object], *, runs_coroutines: bool, mode: o
     if runs_coroutines and not coroutine:
         msg = (
             f"mode='async' runs coroutine functions (async def), and fn {name} is not one: use "
-            "mode='thread' for blocking I/O, mode='process' for CPU work, or make fn an async def"
+            "mode='thread' for blocking I/O, mode='process' for CPU work, or make fn an async def "
+            "(a lambda around one is not: use functools.partial of the async def)"
         )
         raise TypeError(msg)

@@ -35,6 +35,7 @@ from parmap._claims import claim, release
 from parmap._job import Job
 from parmap._journal import MapJournal, identity
 from parmap._map import MapState, Stop
+from parmap._result import COROUTINE_HINT
 from parmap._retry import Retries
 from parmap._slot import Slot, deliver
 
@@ -205,9 +206,8 @@ def _coroutine_results(state: MapState, slot: Slot) -> TypeError:
         if isinstance(value, types.CoroutineType):
             value.close()
     name = getattr(state.job.fn, "__qualname__", None) or repr(state.job.fn)
+    mode = type(state.adapter).__name__
     msg = (
-        f"fn {name} returned a coroutine (item {slot.chunk.start} of the input), which "
-        f"{type(state.adapter).__name__} cannot await: make fn itself an async def (a lambda around "
-        "one: use functools.partial of the async def) and use mode='async', or parmap.amap"
+        f"fn {name} returned a coroutine (item {slot.chunk.start} of the input), in {mode}: {COROUTINE_HINT}"
     )
     return TypeError(msg)

@@ -8,6 +8,7 @@ becomes a SerializationError in its item's place.
 from __future__ import annotations
 
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,14 @@ from typing import Any
 from parmap._errors import SerializationError
 from parmap._serialize import dumps, loads
 
-__all__ = ["ChunkResult", "describe_exception", "format_exception", "portable_exception", "rebuild_result"]
+__all__ = [
+    "COROUTINE_HINT",
+    "ChunkResult",
+    "describe_exception",
+    "format_exception",
+    "portable_exception",
+    "rebuild_result",
+]
 
 
 @dataclass(slots=True)
@@ -60,9 +68,19 @@ class ChunkResult:
                 if why is not None:
                     reason = describe_exception(why)
                     msg = f"the result of fn ({type(value).__name__}) could not be pickled: {reason}"
+                    if isinstance(value, types.CoroutineType):  # (a lambda around an async def)
+                        value.close()  # never run: no "never awaited" warning in the worker
+                        msg += f"; {COROUTINE_HINT}"
                     values[pos] = SerializationError(msg)
                     failed[pos] = ""
             return dumps((*head, values, failed, self.elapsed, error, self.error_tb))
+
+
+#: What to do about a plain fn that returns coroutines: said by every mode that meets one.
+COROUTINE_HINT = (
+    "fn returned a coroutine, which only mode='async' awaits: make fn itself an async def (a lambda "
+    "around one: use functools.partial of the async def) and use mode='async', or parmap.amap"
+)
 
 
 def format_exception(exc: BaseException) -> str:

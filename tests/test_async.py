@@ -57,6 +57,10 @@ async def forever(x: int) -> int:
     return x
 
 
+def returns_a_coroutine(x: int) -> Any:
+    return double(x)
+
+
 def nap(x: int) -> int:
     time.sleep(0.02)
     return x
@@ -503,6 +507,14 @@ def test_a_plain_fn_that_returns_coroutines_is_an_error_at_its_first_result() ->
         gc.collect()
 
 
+@pytest.mark.process
+def test_a_plain_fn_that_returns_coroutines_in_process_mode_is_told_why() -> None:
+    # The coroutine cannot travel back from the worker: its SerializationError says what to do.
+    got = pmap(returns_a_coroutine, range(3), mode="process", workers=1, on_error="return")
+    assert all(isinstance(e, parmap.SerializationError) for e in got)
+    assert "fn returned a coroutine, which only mode='async' awaits" in str(got[0])
+
+
 def test_an_async_callback_is_refused_at_once() -> None:
     async def note(_: object) -> None:
         pass
@@ -525,5 +537,28 @@ def test_an_amap_never_awaited_says_so() -> None:
         await closed.aclose()  # closed unused: no warning
         del closed
         gc.collect()
+
+    run(main())
+
+
+@pytest.mark.parametrize("mode", ["async", pytest.param("process", marks=pytest.mark.process)])
+def test_an_amap_is_a_coroutine_a_task_can_run_and_cancel(mode: str) -> None:
+    async def main() -> None:
+        before = Snapshot.take()
+        fn: Any = double if mode == "async" else square
+        task = asyncio.create_task(amap(fn, range(100), mode=mode))
+        assert await task == [2 * x if mode == "async" else x * x for x in range(100)]
+        stuck = asyncio.create_task(amap(forever if mode == "async" else nap, itertools.count(), mode=mode))
+        await asyncio.sleep(0.2)
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        assert_no_leaks(before)
+        results = await asyncio.gather(amap(fn, [1, 2], mode=mode), amap(fn, [3], mode=mode))
+        assert results == ([[2, 4], [6]] if mode == "async" else [[1, 4], [9]])
+        closed = amap(fn, itertools.count(), mode=mode)
+        closed.send(None)  # started, as a task would
+        closed.close()  # told to stop; it ends in the background
+        await settled(before)
 
     run(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 from typing_extensions import assert_type
@@ -47,3 +48,4 @@ async def use_amap() -> None:
         async for text in results:
             assert_type(text, str)
     assert_type(pmap(fetch_len, ["a"], mode="async"), list[int])
+    assert_type(await asyncio.create_task(amap(fetch_len, ["a"])), list[int])
