@@ -562,3 +562,27 @@ def test_an_amap_is_a_coroutine_a_task_can_run_and_cancel(mode: str) -> None:
         await settled(before)
 
     run(main())
+
+
+def test_amap_advances_a_progress_bar_per_batch_on_the_loop() -> None:
+    class Bar:
+        total: int | None = None
+
+        def __init__(self) -> None:
+            self.n = 0
+            self.threads: set[str] = set()
+
+        def update(self, n: int) -> None:
+            self.n += n
+            self.threads.add(threading.current_thread().name)
+
+    bar, streamed = Bar(), Bar()
+
+    async def main() -> None:
+        assert await amap(double, range(300), progress=bar) == [2 * x for x in range(300)]
+        got = [r async for r in amap(double, iter(range(70)), progress=streamed)]
+        assert got == [2 * x for x in range(70)]
+
+    run(main())
+    assert (bar.n, bar.total, bar.threads) == (300, 300, {threading.current_thread().name})
+    assert (streamed.n, streamed.total) == (70, None)

@@ -188,3 +188,19 @@ def test_scheduler_and_workers_from_the_command_line(command_line_cluster: str) 
     # The command-line workers cannot import the tests' modules: a lambda travels by value.
     got = pmap(lambda x: x * x, range(200), mode=DaskAdapter(command_line_cluster))
     assert got == [x * x for x in range(200)]
+
+
+@dask
+def test_amap_drives_a_cluster_without_blocking_the_loop(dask_client: object) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from parmap import amap  # noqa: PLC0415
+
+    async def main() -> tuple[list[int], list[int]]:
+        awaited = await amap(helpers.square, range(200), mode="dask")
+        iterated = [r async for r in amap(helpers.square, range(50), mode=DaskAdapter(dask_client))]
+        return awaited, iterated
+
+    awaited, iterated = asyncio.run(main())
+    assert awaited == [x * x for x in range(200)]
+    assert iterated == [x * x for x in range(50)]
