@@ -148,7 +148,11 @@ class AsyncAdapter(Adapter):
             ready = threading.Event()
             thread = threading.Thread(target=_serve, args=(loop, ready), name="parmap-async", daemon=True)
             thread.start()
-            ready.wait()
+            while not ready.wait(0.1):  # (the loop's first step sets it)
+                if not thread.is_alive():
+                    loop.close()
+                    msg = "mode='async' could not start its event loop thread"
+                    raise RuntimeError(msg)
             self._loop, self._thread = loop, thread
 
     def submit(self, job: Job, chunk: Chunk) -> Future[ChunkResult]:
@@ -196,8 +200,13 @@ class AsyncAdapter(Adapter):
                 except Exception:  # noqa: PERF203 - the loop stops all the same
                     log.warning("parmap: mode='async' could not close its loop cleanly", exc_info=True)
             loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            loop.close()
+            thread.join(_GRACE_SECONDS)  # it stops after the step it runs: fn may block the loop
+            if thread.is_alive():
+                log.warning(
+                    "parmap: the loop of mode='async' is blocked by fn (a blocking call?); left running"
+                )
+            else:
+                loop.close()
         self._inits.clear()
 
     def share_lock(self, lock: object) -> object:

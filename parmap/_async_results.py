@@ -42,6 +42,7 @@ R = TypeVar("R")
 _CREDITS = 2  # batches the feeder may hand over ahead of an iterating consumer
 _YIELD_EVERY = 256  # results an iterating consumer takes before letting other tasks run
 _END: Any = object()
+_JOIN_SECONDS = 5.0  # for a thread that has said it ends: a bound, never reached
 
 
 class _Feeder:
@@ -74,6 +75,14 @@ class _Feeder:
     def stopping(self) -> bool:
         return self.stop_hook.requested
 
+    def _credit(self) -> bool:
+        """Wait until the consumer takes a batch (True), or nobody will any more (False)."""
+        assert self.credits is not None
+        while not self.credits.acquire(timeout=0.5):
+            if self.stopping() or self.loop.is_closed():
+                return False
+        return not self.stopping()
+
     # -- on the feeder thread ---------------------------------------------------------------
 
     def _run(self) -> None:
@@ -82,10 +91,8 @@ class _Feeder:
                 if self.stopping():
                     break
                 self._post(batch)
-                if self.credits is not None:
-                    self.credits.acquire()
-                    if self.stopping():
-                        break
+                if self.credits is not None and not self._credit():
+                    break
             else:
                 self._post(_END)
         except MapStopped:
@@ -224,7 +231,7 @@ class AsyncMap(Coroutine[Any, Any, list[R]], AsyncIterator[R]):
                         await asyncio.shield(feeder.finished)
                     except asyncio.CancelledError as exc:  # noqa: PERF203 - asked again: still, nothing is left behind
                         cancelled = exc
-                feeder.thread.join()  # (it has posted its last word: it is ending now)
+                feeder.thread.join(_JOIN_SECONDS)  # (it has posted its last word: it is ending now)
                 if cancelled is not None:
                     raise cancelled
         finally:
